@@ -1,0 +1,15 @@
+#pragma once
+// The temoe subcommands. Each takes the words after its name and returns the exit code.
+#include <string>
+#include <vector>
+
+namespace temoe::launch {
+
+using Arguments = std::vector<std::string>;
+
+int run_forward(const Arguments& arguments);
+int run_init_model(const Arguments& arguments);
+int run_inspect(const Arguments& arguments);
+int run_bench(const Arguments& arguments);
+
+}  // namespace temoe::launch

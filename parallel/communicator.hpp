@@ -1,0 +1,48 @@
+#pragma once
+// The communication seam: one interface over MPI (host memory) and NCCL (device memory). Buffers
+// are raw bytes or floats with explicit counts; every entry point checks that counts and buffer
+// sizes agree before anything is sent, and errors carry the rank.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace temoe {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string backend_name() const = 0;
+
+  // In-place elementwise sum over all ranks. The reduction order is fixed by the implementation,
+  // so every rank gets bit-identical results.
+  virtual void all_reduce_sum(std::span<float> values) = 0;
+  virtual void all_reduce_sum(std::span<double> values) = 0;
+  virtual void all_reduce_max(std::span<int64_t> values) = 0;
+  // Variable-count all-to-all of bytes: send_counts[r] bytes at send_offsets[r] go to rank r.
+  virtual void all_to_all_v(std::span<const std::byte> send, std::span<const size_t> send_counts,
+                            std::span<const size_t> send_offsets, std::span<std::byte> receive,
+                            std::span<const size_t> receive_counts, std::span<const size_t> receive_offsets) = 0;
+  // Fixed-size all-to-all: `block` bytes to and from every rank.
+  virtual void all_to_all(std::span<const std::byte> send, std::span<std::byte> receive, size_t block) = 0;
+  virtual void broadcast(std::span<std::byte> bytes, int root) = 0;
+  virtual void barrier() = 0;
+  virtual void send(std::span<const std::byte> bytes, int destination, int tag) = 0;
+  virtual void receive(std::span<std::byte> bytes, int source, int tag) = 0;
+  // Gathers variable-sized byte blocks to `root`; returns them concatenated in rank order there.
+  virtual std::vector<std::byte> gather_v(std::span<const std::byte> bytes, int root) = 0;
+
+  // Split into sub-communicators by color, ordered by key (like MPI_Comm_split).
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+};
+
+template <typename T>
+std::span<const std::byte> as_bytes_span(std::span<const T> values) {
+  return std::as_bytes(values);
+}
+
+}  // namespace temoe

@@ -1,0 +1,37 @@
+#pragma once
+// Runs the experts a layer's tokens were routed to. The model does not know where experts live:
+// LocalExperts runs them in-process; the expert-parallel dispatcher (parallel/) sends tokens to
+// the ranks that own them. Both fill one output row per (token, slot), so the combine that follows
+// sums in the same order however the tokens were grouped.
+#include <cstdint>
+#include <span>
+
+#include "src/model/model_weights.hpp"
+#include "src/tensor/backend.hpp"
+
+namespace temoe {
+
+class ExpertExecutor {
+ public:
+  virtual ~ExpertExecutor() = default;
+  // hidden: [N, D]; experts: N * k global expert ids (token-major); slots: [N * k, D] output.
+  virtual void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
+                   Tensor& slots) = 0;
+};
+
+// Applies one expert's SwiGLU FFN to the rows of `hidden` listed in `rows` and writes the results
+// to `slots` at `slot_rows`. hidden: [N, D]; slots: [N * k, D].
+void apply_expert(Backend& backend, const ExpertWeights& expert, const Tensor& hidden, std::span<const int32_t> rows,
+                  std::span<const int32_t> slot_rows, Tensor& slots);
+
+class LocalExperts final : public ExpertExecutor {
+ public:
+  LocalExperts(Backend& backend, const ModelWeights& weights) : backend_(backend), weights_(weights) {}
+  void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots) override;
+
+ private:
+  Backend& backend_;
+  const ModelWeights& weights_;
+};
+
+}  // namespace temoe

@@ -1,0 +1,177 @@
+#include "src/model/model_config.hpp"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "src/core/error.hpp"
+
+namespace temoe {
+
+std::string to_string(Architecture architecture) {
+  return architecture == Architecture::mixtral ? "mixtral" : "olmoe";
+}
+
+Architecture parse_architecture(const std::string& name) {
+  if (name == "mixtral") return Architecture::mixtral;
+  if (name == "olmoe") return Architecture::olmoe;
+  TEMOE_FAIL("unknown architecture '" << name << "': expected 'mixtral' or 'olmoe'");
+}
+
+namespace {
+
+class JsonFields {
+ public:
+  JsonFields(const nlohmann::json& json, const std::string& source) : json_(json), source_(source) {}
+
+  int64_t positive_integer(const char* key) const {
+    if (!json_.contains(key)) TEMOE_FAIL(source_ << ": missing key '" << key << "' (expected a positive integer)");
+    return positive_integer_value(key);
+  }
+  int64_t positive_integer(const char* key, int64_t fallback) const {
+    return present(key) ? positive_integer_value(key) : fallback;
+  }
+  double positive_number(const char* key, double fallback) const {
+    if (!present(key)) return fallback;
+    const auto& value = json_[key];
+    if (!value.is_number() || value.get<double>() <= 0) {
+      TEMOE_FAIL(source_ << ": key '" << key << "' is " << value.dump() << ", expected a positive number");
+    }
+    return value.get<double>();
+  }
+  bool boolean(const char* key, bool fallback) const {
+    if (!present(key)) return fallback;
+    const auto& value = json_[key];
+    if (!value.is_boolean()) TEMOE_FAIL(source_ << ": key '" << key << "' is " << value.dump() << ", expected true or false");
+    return value.get<bool>();
+  }
+  // A key whose only supported value is `supported` (or absent / null when `supported` is null).
+  void require_value(const char* key, const nlohmann::json& supported, const char* why) const {
+    if (!json_.contains(key)) return;
+    const auto& value = json_[key];
+    if (value == supported || (supported.is_null() && value.is_null())) return;
+    TEMOE_FAIL(source_ << ": key '" << key << "' is " << value.dump() << "; temoe supports only " << supported.dump()
+                       << " (" << why << ")");
+  }
+
+ private:
+  bool present(const char* key) const { return json_.contains(key) && !json_[key].is_null(); }
+  int64_t positive_integer_value(const char* key) const {
+    const auto& value = json_[key];
+    if (!value.is_number_integer() || value.get<int64_t>() <= 0) {
+      TEMOE_FAIL(source_ << ": key '" << key << "' is " << value.dump() << ", expected a positive integer");
+    }
+    return value.get<int64_t>();
+  }
+
+  const nlohmann::json& json_;
+  const std::string& source_;
+};
+
+Architecture architecture_of(const nlohmann::json& json, const std::string& source) {
+  std::string model_type;
+  if (json.contains("model_type")) {
+    if (!json["model_type"].is_string()) TEMOE_FAIL(source << ": key 'model_type' is " << json["model_type"].dump() << ", expected a string");
+    model_type = json["model_type"].get<std::string>();
+  } else if (json.contains("architectures") && json["architectures"].is_array() && !json["architectures"].empty() &&
+             json["architectures"][0].is_string()) {
+    const std::string name = json["architectures"][0].get<std::string>();
+    model_type = name == "MixtralForCausalLM" ? "mixtral" : name == "OlmoeForCausalLM" ? "olmoe" : name;
+  } else {
+    TEMOE_FAIL(source << ": missing key 'model_type' (expected \"mixtral\" or \"olmoe\")");
+  }
+  if (model_type == "mixtral") return Architecture::mixtral;
+  if (model_type == "olmoe") return Architecture::olmoe;
+  TEMOE_FAIL(source << ": unknown architecture '" << model_type
+                    << "'; temoe supports MixtralForCausalLM (model_type \"mixtral\") and OlmoeForCausalLM (\"olmoe\")");
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const nlohmann::json& json, const std::string& source) {
+  if (!json.is_object()) TEMOE_FAIL(source << ": expected a JSON object");
+  const JsonFields fields(json, source);
+  ModelConfig config;
+  config.architecture = architecture_of(json, source);
+  const bool mixtral = config.architecture == Architecture::mixtral;
+  config.vocab_size = fields.positive_integer("vocab_size");
+  config.hidden_size = fields.positive_integer("hidden_size");
+  config.expert_ffn_size = fields.positive_integer("intermediate_size");
+  config.num_layers = fields.positive_integer("num_hidden_layers");
+  config.num_heads = fields.positive_integer("num_attention_heads");
+  config.num_kv_heads = fields.positive_integer("num_key_value_heads", config.num_heads);
+  config.head_dim = fields.positive_integer("head_dim", config.hidden_size / config.num_heads);
+  config.num_experts = fields.positive_integer(mixtral ? "num_local_experts" : "num_experts");
+  config.top_k = fields.positive_integer("num_experts_per_tok");
+  config.max_position_embeddings = fields.positive_integer("max_position_embeddings", 4096);
+  config.rope_theta = fields.positive_number("rope_theta", mixtral ? 1e6 : 10000.0);
+  config.rms_norm_eps = fields.positive_number("rms_norm_eps", 1e-5);
+  config.normalize_top_k = mixtral ? true : fields.boolean("norm_topk_prob", false);
+  config.qk_norm = !mixtral;
+  config.tie_word_embeddings = fields.boolean("tie_word_embeddings", false);
+  // Settings that change the computation and that temoe does not implement are refused, not ignored.
+  fields.require_value("hidden_act", "silu", "SwiGLU experts");
+  fields.require_value("sliding_window", nullptr, "full causal attention");
+  fields.require_value("rope_scaling", nullptr, "plain rotary embeddings");
+  fields.require_value("clip_qkv", nullptr, "no clipping of q, k, v");
+  fields.require_value("attention_bias", false, "projections without bias");
+  config.validate(source);
+  return config;
+}
+
+ModelConfig ModelConfig::from_file(const std::filesystem::path& config_json) {
+  std::ifstream stream(config_json);
+  if (!stream) TEMOE_FAIL(config_json.string() << ": cannot open (a model directory needs config.json)");
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(stream);
+  } catch (const nlohmann::json::exception& error) {
+    TEMOE_FAIL(config_json.string() << ": malformed JSON: " << error.what());
+  }
+  return from_json(json, config_json.string());
+}
+
+void ModelConfig::validate(const std::string& source) const {
+  TEMOE_CHECK(num_heads % num_kv_heads == 0, source << ": num_attention_heads " << num_heads
+                                                    << " is not a multiple of num_key_value_heads " << num_kv_heads);
+  TEMOE_CHECK(head_dim % 2 == 0, source << ": head_dim " << head_dim << " must be even for rotary embeddings");
+  TEMOE_CHECK(top_k <= num_experts, source << ": num_experts_per_tok " << top_k << " exceeds the " << num_experts << " experts");
+}
+
+nlohmann::json ModelConfig::to_json() const {
+  const bool mixtral = architecture == Architecture::mixtral;
+  nlohmann::json json = {
+      {"architectures", {mixtral ? "MixtralForCausalLM" : "OlmoeForCausalLM"}},
+      {"model_type", mixtral ? "mixtral" : "olmoe"},
+      {"vocab_size", vocab_size},
+      {"hidden_size", hidden_size},
+      {"intermediate_size", expert_ffn_size},
+      {"num_hidden_layers", num_layers},
+      {"num_attention_heads", num_heads},
+      {"num_key_value_heads", num_kv_heads},
+      {"head_dim", head_dim},
+      {"num_experts_per_tok", top_k},
+      {"max_position_embeddings", max_position_embeddings},
+      {"rope_theta", rope_theta},
+      {"rms_norm_eps", rms_norm_eps},
+      {"tie_word_embeddings", tie_word_embeddings},
+      {"hidden_act", "silu"},
+      {"torch_dtype", "float32"},
+  };
+  json[mixtral ? "num_local_experts" : "num_experts"] = num_experts;
+  if (!mixtral) json["norm_topk_prob"] = normalize_top_k;
+  return json;
+}
+
+int64_t ModelConfig::parameters_total() const {
+  const int64_t attention = hidden_size * head_dim * (2 * num_heads + 2 * num_kv_heads) +
+                            (qk_norm ? head_dim * (num_heads + num_kv_heads) : 0);
+  const int64_t per_layer = attention + 2 * hidden_size + num_experts * hidden_size + num_experts * parameters_per_expert();
+  const int64_t embeddings = vocab_size * hidden_size * (tie_word_embeddings ? 1 : 2);
+  return num_layers * per_layer + embeddings + hidden_size;
+}
+
+int64_t ModelConfig::parameters_active_per_token() const {
+  return parameters_total() - num_layers * (num_experts - top_k) * parameters_per_expert();
+}
+
+}  // namespace temoe

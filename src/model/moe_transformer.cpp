@@ -1,0 +1,99 @@
+#include "src/model/moe_transformer.hpp"
+
+#include "src/core/error.hpp"
+
+namespace temoe {
+
+void check_token_ids(std::span<const int32_t> tokens, int64_t vocab_size, int64_t time, const std::string& source) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= vocab_size) {
+      TEMOE_FAIL(source << ": token id " << tokens[i] << " at [" << static_cast<int64_t>(i) / time << ", "
+                        << static_cast<int64_t>(i) % time << "] is outside the vocabulary [0, " << vocab_size << ")");
+    }
+  }
+}
+
+MoeTransformer::MoeTransformer(const ModelConfig& config, const ModelWeights& weights, Backend& backend,
+                               ExpertExecutor& experts)
+    : config_(config), weights_(weights), backend_(backend), experts_(experts) {
+  TEMOE_CHECK(static_cast<int64_t>(weights.layers.size()) == config.num_layers,
+              "weights hold " << weights.layers.size() << " layers, config " << config.num_layers);
+}
+
+Tensor MoeTransformer::forward(std::span<const int32_t> tokens, int64_t batch, int64_t time, ForwardRecord* record) {
+  TEMOE_CHECK(static_cast<int64_t>(tokens.size()) == batch * time,
+              "forward: " << tokens.size() << " tokens for batch " << batch << " x time " << time);
+  check_token_ids(tokens, config_.vocab_size, time, "tokens");
+  const int64_t count = batch * time, width = config_.hidden_size;
+  Tensor residual({count, width}, backend_.device());
+  backend_.gather_rows(weights_.embedding, tokens, residual);
+  if (record) record->layers.assign(static_cast<size_t>(config_.num_layers), {});
+  for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
+    attention_block(layer, residual, batch, time);
+    moe_block(layer, residual, record ? &record->layers[static_cast<size_t>(layer)] : nullptr);
+  }
+  Tensor normed({count, width}, backend_.device());
+  backend_.rms_norm(residual, weights_.final_norm, static_cast<float>(config_.rms_norm_eps), normed);
+  Tensor logits({count, config_.vocab_size}, backend_.device());
+  backend_.matmul_transposed(normed, weights_.lm_head, logits, false);
+  return logits.reshaped({batch, time, config_.vocab_size});
+}
+
+void MoeTransformer::attention_block(int64_t layer, Tensor& residual, int64_t batch, int64_t time) {
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  const int64_t count = batch * time, width = config_.hidden_size, head_dim = config_.head_dim;
+  const int64_t q_width = config_.num_heads * head_dim, kv_width = config_.num_kv_heads * head_dim;
+  const auto eps = static_cast<float>(config_.rms_norm_eps);
+  const Device device = backend_.device();
+  Tensor normed({count, width}, device);
+  backend_.rms_norm(residual, w.input_norm, eps, normed);
+  Tensor q({count, q_width}, device), k({count, kv_width}, device), v({count, kv_width}, device);
+  backend_.matmul_transposed(normed, w.q_proj, q, false);
+  backend_.matmul_transposed(normed, w.k_proj, k, false);
+  backend_.matmul_transposed(normed, w.v_proj, v, false);
+  if (config_.qk_norm) {
+    // OLMoE normalises the whole projection, before it is split into heads.
+    backend_.rms_norm(q, w.q_norm, eps, q);
+    backend_.rms_norm(k, w.k_norm, eps, k);
+  }
+  Tensor q_heads = q.reshaped({batch, time, config_.num_heads, head_dim});
+  Tensor k_heads = k.reshaped({batch, time, config_.num_kv_heads, head_dim});
+  backend_.rotary(q_heads, config_.rope_theta);
+  backend_.rotary(k_heads, config_.rope_theta);
+  Tensor attended({batch, time, config_.num_heads, head_dim}, device);
+  backend_.causal_attention(q_heads, k_heads, v.reshaped(k_heads.shape()), attended);
+  backend_.matmul_transposed(attended.reshaped({count, q_width}), w.o_proj, residual, true);
+}
+
+void MoeTransformer::moe_block(int64_t layer, Tensor& residual, RouterRecord* record) {
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  const int64_t count = residual.dim(0), width = config_.hidden_size, top_k = config_.top_k;
+  const Device device = backend_.device();
+  Tensor normed({count, width}, device);
+  backend_.rms_norm(residual, w.post_attention_norm, static_cast<float>(config_.rms_norm_eps), normed);
+  Tensor probabilities({count, config_.num_experts}, device);
+  backend_.matmul_transposed(normed, w.router, probabilities, false);
+  backend_.softmax_rows(probabilities);
+  std::vector<int32_t> chosen(static_cast<size_t>(count * top_k));
+  Tensor gate_weights({count, top_k}, device);
+  backend_.top_k_rows(probabilities, static_cast<int>(top_k), chosen, gate_weights);
+  if (config_.normalize_top_k) {
+    TEMOE_CHECK(device == Device::cpu, "top-k renormalisation runs on the host");
+    float* values = gate_weights.data();
+    for (int64_t token = 0; token < count; ++token) {
+      float total = 0.0f;
+      for (int64_t s = 0; s < top_k; ++s) total += values[token * top_k + s];
+      for (int64_t s = 0; s < top_k; ++s) values[token * top_k + s] /= total;
+    }
+  }
+  Tensor slots({count * top_k, width}, device);
+  experts_.run(layer, normed, chosen, top_k, slots);
+  backend_.combine_slots(slots, gate_weights, residual, true);
+  if (record) {
+    record->probabilities = probabilities;
+    record->chosen_experts = chosen;
+    record->gate_weights = gate_weights;
+  }
+}
+
+}  // namespace temoe

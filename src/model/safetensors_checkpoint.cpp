@@ -1,0 +1,100 @@
+#include "src/model/safetensors_checkpoint.hpp"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "src/core/error.hpp"
+
+namespace temoe {
+
+namespace {
+const char* const kSingleFile = "model.safetensors";
+const char* const kIndexFile = "model.safetensors.index.json";
+}  // namespace
+
+SafetensorsCheckpoint::SafetensorsCheckpoint(std::filesystem::path directory) : directory_(std::move(directory)) {
+  if (!std::filesystem::is_directory(directory_)) TEMOE_FAIL(directory_.string() << ": not a model directory");
+  const auto index_path = directory_ / kIndexFile;
+  if (std::filesystem::exists(index_path)) {
+    std::ifstream stream(index_path);
+    if (!stream) TEMOE_FAIL(index_path.string() << ": cannot open");
+    nlohmann::json index;
+    try {
+      index = nlohmann::json::parse(stream);
+    } catch (const nlohmann::json::exception& error) {
+      TEMOE_FAIL(index_path.string() << ": malformed JSON: " << error.what());
+    }
+    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+      TEMOE_FAIL(index_path.string() << ": expected an object with a 'weight_map' object");
+    }
+    std::map<std::string, const SafetensorsFile*> file_by_name;
+    for (const auto& [tensor, file_value] : index["weight_map"].items()) {
+      if (!file_value.is_string()) TEMOE_FAIL(index_path.string() << ": weight_map['" << tensor << "'] is not a file name");
+      const std::string file_name = file_value.get<std::string>();
+      if (file_name.find('/') != std::string::npos) {
+        TEMOE_FAIL(index_path.string() << ": weight_map['" << tensor << "'] = '" << file_name << "' leaves the directory");
+      }
+      auto found = file_by_name.find(file_name);
+      if (found == file_by_name.end()) {
+        files_.push_back(std::make_unique<SafetensorsFile>(directory_ / file_name));
+        found = file_by_name.emplace(file_name, files_.back().get()).first;
+      }
+      if (!found->second->contains(tensor)) {
+        TEMOE_FAIL(index_path.string() << " maps tensor '" << tensor << "' to " << file_name << ", which does not contain it");
+      }
+      owner_[tensor] = found->second;
+    }
+    for (const auto& file : files_) {
+      for (const auto& [tensor, entry] : file->entries()) {
+        if (!owner_.count(tensor)) {
+          TEMOE_FAIL(file->path().string() << " holds tensor '" << tensor << "', which " << kIndexFile << " does not list");
+        }
+      }
+    }
+  } else {
+    const auto single = directory_ / kSingleFile;
+    if (!std::filesystem::exists(single)) {
+      TEMOE_FAIL(directory_.string() << ": neither " << kSingleFile << " nor " << kIndexFile << " is present");
+    }
+    files_.push_back(std::make_unique<SafetensorsFile>(single));
+    for (const auto& [tensor, entry] : files_.back()->entries()) owner_[tensor] = files_.back().get();
+  }
+}
+
+std::vector<std::string> SafetensorsCheckpoint::tensor_names() const {
+  std::vector<std::string> names;
+  names.reserve(owner_.size());
+  for (const auto& [name, file] : owner_) names.push_back(name);
+  return names;
+}
+
+const SafetensorsEntry& SafetensorsCheckpoint::entry(const std::string& name) const {
+  const auto found = owner_.find(name);
+  if (found == owner_.end()) TEMOE_FAIL(directory_.string() << ": the checkpoint has no tensor '" << name << "'");
+  return found->second->entry(name);
+}
+
+const std::filesystem::path& SafetensorsCheckpoint::file_of(const std::string& name) const {
+  entry(name);
+  return owner_.at(name)->path();
+}
+
+Tensor SafetensorsCheckpoint::load(const std::string& name, const Shape& expected_shape) const {
+  const SafetensorsEntry& found = entry(name);
+  if (found.shape != expected_shape) {
+    TEMOE_FAIL(file_of(name).string() << ": tensor '" << name << "' has shape " << shape_string(found.shape)
+                                      << ", but config.json implies " << shape_string(expected_shape));
+  }
+  Tensor tensor(expected_shape);
+  owner_.at(name)->read_as_float(name, tensor.data());
+  return tensor;
+}
+
+uint64_t SafetensorsCheckpoint::bytes_read() const {
+  uint64_t total = 0;
+  for (const auto& file : files_) total += file->bytes_read();
+  return total;
+}
+
+}  // namespace temoe

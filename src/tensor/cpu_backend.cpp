@@ -1,0 +1,268 @@
+#include "src/tensor/cpu_backend.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "src/core/error.hpp"
+
+namespace temoe {
+
+namespace {
+
+void require_cpu(const Tensor& tensor, const char* what) {
+  TEMOE_CHECK(tensor.device() == Device::cpu, what << " is on " << to_string(tensor.device())
+                                                   << ", the CPU backend needs host tensors");
+}
+
+void require_rank(const Tensor& tensor, int rank, const char* what) {
+  TEMOE_CHECK(tensor.rank() == rank, what << " has shape " << shape_string(tensor.shape()) << ", expected rank "
+                                          << rank);
+}
+
+}  // namespace
+
+void CpuBackend::matmul_transposed(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) {
+  require_cpu(a, "matmul a");
+  require_cpu(b, "matmul b");
+  require_cpu(out, "matmul out");
+  require_rank(a, 2, "matmul a");
+  require_rank(b, 2, "matmul b");
+  const int64_t m = a.dim(0), k = a.dim(1), n = b.dim(0);
+  TEMOE_CHECK(b.dim(1) == k, "matmul: a " << shape_string(a.shape()) << " and b " << shape_string(b.shape())
+                                          << " disagree on the inner dimension");
+  check_shape(out, {m, n}, "matmul out");
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (!accumulate) out.fill(0.0f);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
+              static_cast<int>(k), 1.0f, a.data(), static_cast<int>(k), b.data(), static_cast<int>(k),
+              accumulate ? 1.0f : 0.0f, out.data(), static_cast<int>(n));
+}
+
+void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
+  require_rank(x, 2, "rms_norm x");
+  const int64_t rows = x.dim(0), width = x.dim(1);
+  check_shape(weight, {width}, "rms_norm weight");
+  check_shape(out, x.shape(), "rms_norm out");
+  const float* input = x.data();
+  const float* scale = weight.data();
+  float* output = out.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* in_row = input + row * width;
+    float* out_row = output + row * width;
+    float sum_squares = 0.0f;
+#pragma omp simd reduction(+ : sum_squares)
+    for (int64_t i = 0; i < width; ++i) sum_squares += in_row[i] * in_row[i];
+    const float inverse = 1.0f / std::sqrt(sum_squares / static_cast<float>(width) + eps);
+#pragma omp simd
+    for (int64_t i = 0; i < width; ++i) out_row[i] = in_row[i] * inverse * scale[i];
+  }
+}
+
+void CpuBackend::rotary(Tensor& x, double theta) {
+  require_rank(x, 4, "rotary x");
+  const int64_t batch = x.dim(0), time = x.dim(1), heads = x.dim(2), head_dim = x.dim(3);
+  TEMOE_CHECK(head_dim % 2 == 0, "rotary: head_dim " << head_dim << " must be even");
+  const int64_t half = head_dim / 2;
+  // Angles in double, as the reference computes its tables, then rounded once.
+  std::vector<float> cos_table(static_cast<size_t>(time * half)), sin_table(cos_table.size());
+  for (int64_t t = 0; t < time; ++t) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double inverse_frequency = 1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(head_dim));
+      const double angle = static_cast<double>(t) * inverse_frequency;
+      cos_table[static_cast<size_t>(t * half + i)] = static_cast<float>(std::cos(angle));
+      sin_table[static_cast<size_t>(t * half + i)] = static_cast<float>(std::sin(angle));
+    }
+  }
+  float* data = x.data();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t t = 0; t < time; ++t) {
+      const float* cos_row = cos_table.data() + t * half;
+      const float* sin_row = sin_table.data() + t * half;
+      for (int64_t h = 0; h < heads; ++h) {
+        float* vector = data + ((b * time + t) * heads + h) * head_dim;
+        for (int64_t i = 0; i < half; ++i) {
+          const float first = vector[i], second = vector[i + half];
+          vector[i] = first * cos_row[i] - second * sin_row[i];
+          vector[i + half] = second * cos_row[i] + first * sin_row[i];
+        }
+      }
+    }
+  }
+}
+
+void CpuBackend::causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out) {
+  require_rank(q, 4, "attention q");
+  const int64_t batch = q.dim(0), time = q.dim(1), heads = q.dim(2), head_dim = q.dim(3);
+  require_rank(k, 4, "attention k");
+  const int64_t kv_heads = k.dim(2);
+  check_shape(k, {batch, time, kv_heads, head_dim}, "attention k");
+  check_shape(v, k.shape(), "attention v");
+  check_shape(out, q.shape(), "attention out");
+  TEMOE_CHECK(kv_heads > 0 && heads % kv_heads == 0,
+              "attention: " << heads << " query heads are not a multiple of " << kv_heads << " kv heads");
+  const int64_t group = heads / kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const float* q_data = q.data();
+  const float* k_data = k.data();
+  const float* v_data = v.data();
+  float* out_data = out.data();
+#pragma omp parallel
+  {
+    std::vector<float> scores(static_cast<size_t>(time));
+#pragma omp for collapse(3) schedule(dynamic, 16)
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t h = 0; h < heads; ++h) {
+        for (int64_t t = 0; t < time; ++t) {
+          const int64_t kv_head = h / group;
+          const float* query = q_data + ((b * time + t) * heads + h) * head_dim;
+          float maximum = -INFINITY;
+          for (int64_t j = 0; j <= t; ++j) {
+            const float* key = k_data + ((b * time + j) * kv_heads + kv_head) * head_dim;
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t i = 0; i < head_dim; ++i) dot += query[i] * key[i];
+            scores[static_cast<size_t>(j)] = dot * scale;
+            maximum = std::max(maximum, dot * scale);
+          }
+          float total = 0.0f;
+          for (int64_t j = 0; j <= t; ++j) {
+            const float weight = std::exp(scores[static_cast<size_t>(j)] - maximum);
+            scores[static_cast<size_t>(j)] = weight;
+            total += weight;
+          }
+          float* result = out_data + ((b * time + t) * heads + h) * head_dim;
+          std::fill(result, result + head_dim, 0.0f);
+          for (int64_t j = 0; j <= t; ++j) {
+            const float weight = scores[static_cast<size_t>(j)] / total;
+            const float* value = v_data + ((b * time + j) * kv_heads + kv_head) * head_dim;
+#pragma omp simd
+            for (int64_t i = 0; i < head_dim; ++i) result[i] += weight * value[i];
+          }
+        }
+      }
+    }
+  }
+}
+
+void CpuBackend::softmax_rows(Tensor& x) {
+  require_rank(x, 2, "softmax x");
+  const int64_t rows = x.dim(0), width = x.dim(1);
+  float* data = x.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    float* values = data + row * width;
+    const float maximum = *std::max_element(values, values + width);
+    float total = 0.0f;
+    for (int64_t i = 0; i < width; ++i) {
+      values[i] = std::exp(values[i] - maximum);
+      total += values[i];
+    }
+    const float inverse = 1.0f / total;
+    for (int64_t i = 0; i < width; ++i) values[i] *= inverse;
+  }
+}
+
+void CpuBackend::top_k_rows(const Tensor& x, int k, std::span<int32_t> indices, Tensor& values) {
+  require_rank(x, 2, "top_k x");
+  const int64_t rows = x.dim(0), width = x.dim(1);
+  TEMOE_CHECK(k >= 1 && k <= width, "top_k: k = " << k << " for rows of width " << width);
+  TEMOE_CHECK(static_cast<int64_t>(indices.size()) == rows * k,
+              "top_k: " << indices.size() << " index slots for " << rows << " rows x k = " << k);
+  check_shape(values, {rows, k}, "top_k values");
+  const float* data = x.data();
+  float* value_data = values.data();
+#pragma omp parallel
+  {
+    std::vector<int32_t> order(static_cast<size_t>(width));
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < rows; ++row) {
+      const float* row_values = data + row * width;
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), [row_values](int32_t a, int32_t b) {
+        return row_values[a] > row_values[b] || (row_values[a] == row_values[b] && a < b);
+      });
+      for (int i = 0; i < k; ++i) {
+        indices[static_cast<size_t>(row * k + i)] = order[static_cast<size_t>(i)];
+        value_data[row * k + i] = row_values[order[static_cast<size_t>(i)]];
+      }
+    }
+  }
+}
+
+void CpuBackend::swiglu(const Tensor& gate, const Tensor& up, Tensor& out) {
+  check_shape(up, gate.shape(), "swiglu up");
+  check_shape(out, gate.shape(), "swiglu out");
+  const int64_t count = gate.numel();
+  const float* g = gate.data();
+  const float* u = up.data();
+  float* o = out.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < count; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+void CpuBackend::gather_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) {
+  require_rank(source, 2, "gather source");
+  const int64_t count = source.dim(0), width = source.dim(1);
+  check_shape(out, {static_cast<int64_t>(rows.size()), width}, "gather out");
+  const float* in = source.data();
+  float* result = out.data();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    TEMOE_CHECK(rows[i] >= 0 && rows[i] < count, "gather: row " << rows[i] << " outside [0, " << count << ")");
+    std::copy(in + rows[i] * width, in + (rows[i] + 1) * width, result + static_cast<int64_t>(i) * width);
+  }
+}
+
+void CpuBackend::scatter_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) {
+  require_rank(out, 2, "scatter out");
+  const int64_t count = out.dim(0), width = out.dim(1);
+  check_shape(source, {static_cast<int64_t>(rows.size()), width}, "scatter source");
+  const float* in = source.data();
+  float* result = out.data();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    TEMOE_CHECK(rows[i] >= 0 && rows[i] < count, "scatter: row " << rows[i] << " outside [0, " << count << ")");
+    std::copy(in + static_cast<int64_t>(i) * width, in + (static_cast<int64_t>(i) + 1) * width, result + rows[i] * width);
+  }
+}
+
+void CpuBackend::combine_slots(const Tensor& slots, const Tensor& weights, Tensor& out, bool accumulate) {
+  require_rank(weights, 2, "combine weights");
+  require_rank(out, 2, "combine out");
+  const int64_t tokens = weights.dim(0), slot_count = weights.dim(1), width = out.dim(1);
+  check_shape(slots, {tokens * slot_count, width}, "combine slots");
+  TEMOE_CHECK(out.dim(0) == tokens, "combine out has " << out.dim(0) << " rows for " << tokens << " tokens");
+  const float* slot_data = slots.data();
+  const float* weight_data = weights.data();
+  float* result = out.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t token = 0; token < tokens; ++token) {
+    float* row = result + token * width;
+    if (!accumulate) std::fill(row, row + width, 0.0f);
+    for (int64_t s = 0; s < slot_count; ++s) {
+      const float weight = weight_data[token * slot_count + s];
+      const float* slot = slot_data + (token * slot_count + s) * width;
+#pragma omp simd
+      for (int64_t i = 0; i < width; ++i) row[i] += weight * slot[i];
+    }
+  }
+}
+
+void CpuBackend::add_in_place(Tensor& x, const Tensor& y) {
+  check_shape(y, x.shape(), "add y");
+  const int64_t count = x.numel();
+  float* a = x.data();
+  const float* b = y.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < count; ++i) a[i] += b[i];
+}
+
+
+}  // namespace temoe

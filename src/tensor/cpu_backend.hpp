@@ -1,0 +1,24 @@
+#pragma once
+// CPU kernels: GEMMs through CBLAS (OpenBLAS threads), everything else with OpenMP loops in which
+// every output element is computed by one thread, so results do not depend on the thread count.
+#include "src/tensor/backend.hpp"
+
+namespace temoe {
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::cpu; }
+  void matmul_transposed(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) override;
+  void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) override;
+  void rotary(Tensor& x, double theta) override;
+  void causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out) override;
+  void softmax_rows(Tensor& x) override;
+  void top_k_rows(const Tensor& x, int k, std::span<int32_t> indices, Tensor& values) override;
+  void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  void gather_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) override;
+  void scatter_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) override;
+  void combine_slots(const Tensor& slots, const Tensor& weights, Tensor& out, bool accumulate) override;
+  void add_in_place(Tensor& x, const Tensor& y) override;
+};
+
+}  // namespace temoe
