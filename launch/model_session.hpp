@@ -1,9 +1,11 @@
 #pragma once
-// Loads a model for a command: config.json, the weights this rank holds, a backend, and the
-// expert executor that fits the process grid.
+// Loads a model for a command on the process grid: config.json, the weights this rank holds (all
+// dense tensors, its share of the experts), a backend, and the expert executor that fits the grid.
 #include <filesystem>
 #include <memory>
 
+#include "parallel/process_grid.hpp"
+#include "parallel/token_dispatcher.hpp"
 #include "src/model/moe_transformer.hpp"
 #include "src/model/safetensors_checkpoint.hpp"
 
@@ -14,11 +16,17 @@ struct LoadedModel {
   std::unique_ptr<SafetensorsCheckpoint> checkpoint;
   ModelWeights weights;
   std::unique_ptr<Backend> backend;
+  std::unique_ptr<ProcessGrid> grid;              // null for a single-process model
+  std::unique_ptr<TokenDispatcher> dispatcher;    // null without expert parallelism
   std::unique_ptr<ExpertExecutor> experts;
   std::unique_ptr<MoeTransformer> transformer;
 };
 
 // Reads config.json and all weights of `directory` on this process (no expert parallelism).
 std::unique_ptr<LoadedModel> load_local_model(const std::filesystem::path& directory, Device device);
+
+// Lays the world out as a grid with `ep_size` (0: automatic) and loads this rank's slice.
+std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
+                                                    Communicator& world, int ep_size);
 
 }  // namespace temoe::launch

@@ -37,6 +37,10 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(std::filesystem::path directory) : 
       }
       auto found = file_by_name.find(file_name);
       if (found == file_by_name.end()) {
+        if (!std::filesystem::exists(directory_ / file_name)) {
+          TEMOE_FAIL(index_path.string() << " maps tensor '" << tensor << "' to " << file_name << ", but "
+                                         << (directory_ / file_name).string() << " does not exist");
+        }
         files_.push_back(std::make_unique<SafetensorsFile>(directory_ / file_name));
         found = file_by_name.emplace(file_name, files_.back().get()).first;
       }

@@ -40,9 +40,12 @@ void CpuBackend::matmul_transposed(const Tensor& a, const Tensor& b, Tensor& out
     if (!accumulate) out.fill(0.0f);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), 1.0f, a.data(), static_cast<int>(k), b.data(), static_cast<int>(k),
-              accumulate ? 1.0f : 0.0f, out.data(), static_cast<int>(n));
+  // Note: OpenBLAS's sgemm kernels round a row's result differently depending on its position in
+  // the register tile and on the thread split, so a token's output can change in the last bit with
+  // the other rows in the call. Results are exactly reproducible for the same shapes and threads.
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+              1.0f, a.data(), static_cast<int>(k), b.data(), static_cast<int>(k), accumulate ? 1.0f : 0.0f, out.data(),
+              static_cast<int>(n));
 }
 
 void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {

@@ -1,0 +1,28 @@
+#include "src/model/expert_parallel_experts.hpp"
+
+#include "src/core/error.hpp"
+
+namespace temoe {
+
+ExpertParallelExperts::ExpertParallelExperts(Backend& backend, const ModelWeights& weights, TokenDispatcher& dispatcher)
+    : backend_(backend), weights_(weights), dispatcher_(dispatcher) {
+  const auto own = dispatcher.placement().experts_of(dispatcher.rank());
+  bool matches = static_cast<int64_t>(own.size()) == weights.local_experts.count;
+  for (size_t i = 0; matches && i < own.size(); ++i) matches = own[i] == weights.local_experts.first + static_cast<int64_t>(i);
+  TEMOE_CHECK(matches, "rank " << dispatcher.rank() << ": the loaded expert range [" << weights.local_experts.first << ", "
+                               << weights.local_experts.first + weights.local_experts.count
+                               << ") is not what the dispatcher's placement assigns to this rank");
+}
+
+void ExpertParallelExperts::run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
+                                Tensor& slots) {
+  const auto& layer_weights = weights_.layers.at(static_cast<size_t>(layer));
+  dispatcher_.dispatch(hidden, experts, top_k, slots,
+                       [&](int64_t local_expert, const Tensor& input, std::span<const int32_t> rows,
+                           std::span<const int32_t> output_rows, Tensor& output) {
+                         apply_expert(backend_, layer_weights.experts.at(static_cast<size_t>(local_expert)), input, rows,
+                                      output_rows, output);
+                       });
+}
+
+}  // namespace temoe
