@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <exception>
 #include <vector>
 
 #include "src/core/error.hpp"
@@ -38,6 +39,9 @@ MpiSession::MpiSession(int* argc, char*** argv) {
 }
 
 MpiSession::~MpiSession() {
+  // Unwinding from an error: the other ranks may be inside a collective and MPI_Finalize would
+  // wait for them forever. Leave MPI up so that main() can MPI_Abort the whole job.
+  if (std::uncaught_exceptions() > 0) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
@@ -60,6 +64,9 @@ MpiCommunicator::MpiCommunicator(MPI_Comm owned, Adopt) : communicator_(owned) {
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  // MPI_Comm_free is collective; while unwinding from an error it could wait on ranks that are
+  // blocked elsewhere, so the handle is left to MPI_Abort.
+  if (std::uncaught_exceptions() > 0) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (communicator_ != MPI_COMM_NULL && !finalized) MPI_Comm_free(&communicator_);

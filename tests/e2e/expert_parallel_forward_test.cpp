@@ -1,0 +1,164 @@
+// `mpirun -np N temoe forward` end to end: the .npy rank 0 writes matches the single-rank run for
+// 1, 2 and 4 ranks and every valid ep size (with ranks that own no sequences), memory per rank
+// falls with the ep size, a fault on one rank ends the whole job with that rank named, and bad
+// layouts are refused with a clear message.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "src/io/npy_file.hpp"
+#include "src/model/model_presets.hpp"
+#include "tests/support/shell_command.hpp"
+
+namespace temoe {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_shell_command;
+using testing::shell_quote;
+
+const fs::path kFixtures = TEMOE_FIXTURE_DIR;
+const std::string kBinary = TEMOE_BINARY;
+const std::string kMpirun = "bash " + shell_quote(std::string(TEMOE_SOURCE_DIR) + "/launch/mpirun.sh");
+
+fs::path scratch_directory(const std::string& name) {
+  const fs::path directory = fs::temp_directory_path() / ("temoe-e2e-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(directory);
+  fs::create_directories(directory);
+  return directory;
+}
+
+std::string forward_command(int ranks, const fs::path& model, const fs::path& tokens, const fs::path& out,
+                            const std::string& extra = "") {
+  const std::string program = kBinary + " forward --model " + shell_quote(model) + " --tokens " + shell_quote(tokens) +
+                              " --out " + shell_quote(out) + " " + extra;
+  return ranks == 0 ? program : kMpirun + " -np " + std::to_string(ranks) + " " + program;
+}
+
+double max_relative_difference(const Tensor& a, const Tensor& b) {
+  double difference = 0, scale = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    difference = std::max(difference, std::fabs(double(a.data()[i]) - b.data()[i]));
+    scale = std::max(scale, std::fabs(double(b.data()[i])));
+  }
+  return difference / scale;
+}
+
+class ForwardAcrossWorldSizes : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ForwardAcrossWorldSizes, RankZeroWritesTheSingleRankLogits) {
+  const fs::path model = kFixtures / GetParam();
+  const fs::path work = scratch_directory("forward-" + GetParam());
+  const auto single = run_shell_command(forward_command(0, model, model / "tokens.npy", work / "single.npy"));
+  ASSERT_EQ(single.exit_code, 0) << single.output;
+  const Tensor reference = read_float_npy(work / "single.npy");
+  const int64_t experts = nlohmann::json::parse(std::ifstream(model / "config.json")).value("num_local_experts",
+      nlohmann::json::parse(std::ifstream(model / "config.json")).value("num_experts", 0));
+  int runs = 0;
+  for (int ranks : {2, 4}) {
+    for (int ep : {1, 2, 4}) {
+      if (ep > ranks || ranks % ep || experts % ep) continue;
+      const fs::path out = work / ("np" + std::to_string(ranks) + "-ep" + std::to_string(ep) + ".npy");
+      // The fixtures hold 2 sequences, so with 4 ranks two of them own none and only serve experts.
+      const auto run = run_shell_command(forward_command(ranks, model, model / "tokens.npy", out,
+                                                         "--parallel.ep_size=" + std::to_string(ep)));
+      ASSERT_EQ(run.exit_code, 0) << run.output;
+      const Tensor logits = read_float_npy(out);
+      ASSERT_EQ(logits.shape(), reference.shape());
+      // 1e-6, not bit-identity: OpenBLAS rounds a row by its position in the GEMM (cpu_backend.cpp).
+      EXPECT_LE(max_relative_difference(logits, reference), 1e-6) << ranks << " ranks, ep " << ep;
+      ++runs;
+    }
+  }
+  EXPECT_GE(runs, 3);
+  fs::remove_all(work);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ForwardAcrossWorldSizes, ::testing::Values("mixtral_f32", "olmoe_f32_sharded"));
+
+TEST(ExpertParallelMemory, PeakResidentMemoryPerRankFallsFromEp1ToEp4) {
+  // A model whose experts dominate: 4 layers x 8 experts x 3 x 256 x 1024 floats = 96 MiB of
+  // experts, under 1 MiB of everything else.
+  ModelConfig config = model_preset(Architecture::mixtral, "tiny");
+  config.hidden_size = 256;
+  config.head_dim = 64;
+  config.num_heads = 4;
+  config.num_kv_heads = 4;
+  config.num_layers = 4;
+  config.expert_ffn_size = 1024;
+  config.vocab_size = 64;
+  const fs::path work = scratch_directory("memory");
+  write_random_model(config, 3, work / "model", DType::f32, 1);
+  write_token_npy(work / "tokens.npy", TokenArray{{4, 16}, std::vector<int32_t>(64, 5)});
+  const int64_t expert_bytes = config.num_layers * config.num_experts * config.parameters_per_expert() * 4;
+
+  nlohmann::json reports[2];
+  for (int i = 0; i < 2; ++i) {
+    const int ep = i == 0 ? 1 : 4;
+    const fs::path json = work / ("ep" + std::to_string(ep) + ".json");
+    const auto run = run_shell_command(forward_command(4, work / "model", work / "tokens.npy", work / "out.npy",
+                                                       "--parallel.ep_size=" + std::to_string(ep) + " --json " +
+                                                           shell_quote(json)));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    reports[i] = nlohmann::json::parse(std::ifstream(json));
+    ASSERT_EQ(reports[i]["ep_size"], ep);
+  }
+  const int64_t dense_bytes = (config.parameters_total() - config.num_layers * config.num_experts * config.parameters_per_expert()) * 4;
+  for (int r = 0; r < 4; ++r) {
+    // Slice loading: each rank read exactly the dense tensors plus its share of the experts.
+    EXPECT_EQ(reports[0]["weight_bytes_read_per_rank"][r].get<int64_t>(), dense_bytes + expert_bytes);
+    EXPECT_EQ(reports[1]["weight_bytes_read_per_rank"][r].get<int64_t>(), dense_bytes + expert_bytes / 4);
+    const auto peak_ep1 = reports[0]["peak_resident_bytes_per_rank"][r].get<int64_t>();
+    const auto peak_ep4 = reports[1]["peak_resident_bytes_per_rank"][r].get<int64_t>();
+    // The 3/4 of the experts a rank no longer holds must show in its peak (with slack for noise).
+    EXPECT_LT(peak_ep4, peak_ep1 - expert_bytes / 2) << "rank " << r << ": " << peak_ep1 << " -> " << peak_ep4;
+    std::printf("rank %d: peak resident %.1f MiB at ep 1, %.1f MiB at ep 4\n", r, static_cast<double>(peak_ep1) / 1048576.0,
+                static_cast<double>(peak_ep4) / 1048576.0);
+  }
+  fs::remove_all(work);
+}
+
+TEST(ExpertParallelFaults, AnExceptionOnOneRankEndsTheJobNamingIt) {
+  const fs::path model = kFixtures / "mixtral_f32";
+  const fs::path work = scratch_directory("fault");
+  const auto run = run_shell_command("TEMOE_FAULT_INJECTION=2:1 " +
+                                         forward_command(4, model, model / "tokens.npy", work / "out.npy",
+                                                         "--parallel.ep_size=4"),
+                                     std::chrono::seconds(60));
+  EXPECT_FALSE(run.timed_out) << "the job hung after a rank failed:\n" << run.output;
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("error on rank 2"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("injected fault at MoE layer 1"), std::string::npos) << run.output;
+  EXPECT_LT(run.seconds, 30.0);
+  EXPECT_FALSE(fs::exists(work / "out.npy"));
+  fs::remove_all(work);
+}
+
+struct BadLayout {
+  int ranks;
+  int ep;
+  const char* message;
+};
+
+TEST(ExpertParallelLayout, RefusesLayoutsThatDoNotFit) {
+  const fs::path model = kFixtures / "mixtral_f32";  // 4 experts
+  const fs::path work = scratch_directory("layout");
+  for (const BadLayout& bad : {BadLayout{2, 3, "does not divide the model's 4 experts"},
+                               BadLayout{4, 8, "does not divide the model's 4 experts"},
+                               BadLayout{3, 2, "does not divide the world of 3 ranks"},
+                               BadLayout{2, -1, "expected 0 (automatic) or a positive count"}}) {
+    const auto run = run_shell_command(
+        forward_command(bad.ranks, model, model / "tokens.npy", work / "out.npy", "--parallel.ep_size=" + std::to_string(bad.ep)),
+        std::chrono::seconds(60));
+    EXPECT_NE(run.exit_code, 0) << bad.ranks << " ranks, ep " << bad.ep;
+    EXPECT_NE(run.output.find(bad.message), std::string::npos) << run.output;
+    EXPECT_FALSE(fs::exists(work / "out.npy"));
+  }
+  fs::remove_all(work);
+}
+
+}  // namespace
+}  // namespace temoe
