@@ -1,0 +1,157 @@
+#include "parallel/nccl_communicator.hpp"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <vector>
+
+#include "src/core/error.hpp"
+
+namespace temoe {
+
+namespace {
+
+#define TEMOE_NCCL_CHECK(call, rank)                                                                    \
+  do {                                                                                                  \
+    const ncclResult_t temoe_nccl_status_ = (call);                                                     \
+    TEMOE_CHECK(temoe_nccl_status_ == ncclSuccess,                                                      \
+                "rank " << (rank) << ": " << #call << " failed: " << ncclGetErrorString(temoe_nccl_status_)); \
+  } while (0)
+
+#define TEMOE_CUDA_CHECK(call, rank)                                                                    \
+  do {                                                                                                  \
+    const cudaError_t temoe_cuda_status_ = (call);                                                      \
+    TEMOE_CHECK(temoe_cuda_status_ == cudaSuccess,                                                      \
+                "rank " << (rank) << ": " << #call << " failed: " << cudaGetErrorString(temoe_cuda_status_)); \
+  } while (0)
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(ncclComm_t communicator, cudaStream_t stream, int rank, int size)
+      : communicator_(communicator), stream_(stream), rank_(rank), size_(size) {}
+  ~NcclCommunicator() override {
+    ncclCommDestroy(communicator_);
+    cudaStreamDestroy(stream_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string backend_name() const override { return "nccl"; }
+
+  // NCCL's ring and tree sums are deterministic for a fixed world and topology, and identical on
+  // every rank, but their order differs from MpiCommunicator's rank order.
+  void all_reduce_sum(std::span<float> values) override {
+    TEMOE_NCCL_CHECK(ncclAllReduce(values.data(), values.data(), values.size(), ncclFloat32, ncclSum, communicator_, stream_), rank_);
+    synchronize();
+  }
+  void all_reduce_sum(std::span<double> values) override {
+    TEMOE_NCCL_CHECK(ncclAllReduce(values.data(), values.data(), values.size(), ncclFloat64, ncclSum, communicator_, stream_), rank_);
+    synchronize();
+  }
+  void all_reduce_max(std::span<int64_t> values) override {
+    TEMOE_NCCL_CHECK(ncclAllReduce(values.data(), values.data(), values.size(), ncclInt64, ncclMax, communicator_, stream_), rank_);
+    synchronize();
+  }
+  void all_to_all_v(std::span<const std::byte> send, std::span<const size_t> send_counts,
+                    std::span<const size_t> send_offsets, std::span<std::byte> receive,
+                    std::span<const size_t> receive_counts, std::span<const size_t> receive_offsets) override {
+    const auto ranks = static_cast<size_t>(size_);
+    TEMOE_CHECK(send_counts.size() == ranks && send_offsets.size() == ranks && receive_counts.size() == ranks &&
+                    receive_offsets.size() == ranks,
+                "rank " << rank_ << ": all_to_all_v needs " << ranks << " counts and offsets per side");
+    for (size_t r = 0; r < ranks; ++r) {
+      TEMOE_CHECK(send_offsets[r] + send_counts[r] <= send.size() && receive_offsets[r] + receive_counts[r] <= receive.size(),
+                  "rank " << rank_ << ": all_to_all_v block " << r << " outside its buffer");
+    }
+    // Grouped point-to-point: only peers with traffic exchange anything.
+    TEMOE_NCCL_CHECK(ncclGroupStart(), rank_);
+    for (int r = 0; r < size_; ++r) {
+      if (send_counts[r]) {
+        TEMOE_NCCL_CHECK(ncclSend(send.data() + send_offsets[r], send_counts[r], ncclUint8, r, communicator_, stream_), rank_);
+      }
+      if (receive_counts[r]) {
+        TEMOE_NCCL_CHECK(ncclRecv(receive.data() + receive_offsets[r], receive_counts[r], ncclUint8, r, communicator_, stream_), rank_);
+      }
+    }
+    TEMOE_NCCL_CHECK(ncclGroupEnd(), rank_);
+    synchronize();
+  }
+  void all_to_all(std::span<const std::byte> send, std::span<std::byte> receive, size_t block) override {
+    std::vector<size_t> counts(static_cast<size_t>(size_), block), offsets(static_cast<size_t>(size_));
+    for (int r = 0; r < size_; ++r) offsets[r] = block * static_cast<size_t>(r);
+    all_to_all_v(send, counts, offsets, receive, counts, offsets);
+  }
+  void broadcast(std::span<std::byte> bytes, int root) override {
+    TEMOE_NCCL_CHECK(ncclBroadcast(bytes.data(), bytes.data(), bytes.size(), ncclUint8, root, communicator_, stream_), rank_);
+    synchronize();
+  }
+  void barrier() override {
+    void* flag = nullptr;
+    TEMOE_CUDA_CHECK(cudaMalloc(&flag, sizeof(float)), rank_);
+    all_reduce_sum(std::span<float>(static_cast<float*>(flag), 1));
+    cudaFree(flag);
+  }
+  void send(std::span<const std::byte> bytes, int destination, int) override {
+    TEMOE_NCCL_CHECK(ncclSend(bytes.data(), bytes.size(), ncclUint8, destination, communicator_, stream_), rank_);
+    synchronize();
+  }
+  void receive(std::span<std::byte> bytes, int source, int) override {
+    TEMOE_NCCL_CHECK(ncclRecv(bytes.data(), bytes.size(), ncclUint8, source, communicator_, stream_), rank_);
+    synchronize();
+  }
+  std::vector<std::byte> gather_v(std::span<const std::byte>, int) override {
+    TEMOE_FAIL("rank " << rank_ << ": gather_v of device memory is not offered by the NCCL communicator; "
+                          "copy to the host and use the MPI communicator");
+  }
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    ncclComm_t part = nullptr;
+    TEMOE_NCCL_CHECK(ncclCommSplit(communicator_, color, key, &part, nullptr), rank_);
+    int part_rank = 0, part_size = 0;
+    ncclCommUserRank(part, &part_rank);
+    ncclCommCount(part, &part_size);
+    cudaStream_t stream = nullptr;
+    TEMOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), rank_);
+    return std::make_unique<NcclCommunicator>(part, stream, part_rank, part_size);
+  }
+
+ private:
+  void synchronize() { TEMOE_CUDA_CHECK(cudaStreamSynchronize(stream_), rank_); }
+
+  ncclComm_t communicator_;
+  cudaStream_t stream_;
+  int rank_;
+  int size_;
+};
+
+}  // namespace
+
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) return 0;
+  return count;
+}
+
+int select_device_for_local_rank(int local_rank, int local_ranks) {
+  const int devices = cuda_device_count();
+  TEMOE_CHECK(devices > 0, "local rank " << local_rank << ": no CUDA device is visible (driver missing or no GPU)");
+  TEMOE_CHECK(local_ranks <= devices, "local rank " << local_rank << ": " << local_ranks
+                                                    << " ranks on this node but only " << devices
+                                                    << " GPUs; start at most one rank per GPU");
+  return local_rank;
+}
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, int local_rank, int local_ranks) {
+  const int rank = bootstrap.rank();
+  const int device = select_device_for_local_rank(local_rank, local_ranks);
+  TEMOE_CUDA_CHECK(cudaSetDevice(device), rank);
+  ncclUniqueId id;
+  if (rank == 0) TEMOE_NCCL_CHECK(ncclGetUniqueId(&id), rank);
+  bootstrap.broadcast(std::as_writable_bytes(std::span<ncclUniqueId>(&id, 1)), 0);
+  ncclComm_t communicator = nullptr;
+  TEMOE_NCCL_CHECK(ncclCommInitRank(&communicator, bootstrap.size(), id, rank), rank);
+  cudaStream_t stream = nullptr;
+  TEMOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), rank);
+  return std::make_unique<NcclCommunicator>(communicator, stream, rank, bootstrap.size());
+}
+
+}  // namespace temoe
