@@ -19,8 +19,12 @@ struct DispatchStatistics {
   double expert_seconds = 0;       // the local expert FFNs
   std::vector<int64_t> bytes_to_rank;       // dispatch bytes this rank sent to each rank (incl. itself)
   std::vector<int64_t> return_bytes_to_rank;  // result bytes this rank sent back to each rank
+  // Per call, when recording is on (benchmarks replay these matrices through a plain all-to-all):
+  bool record_calls = false;
+  std::vector<std::vector<int64_t>> call_dispatch_bytes;  // [call][rank]
+  std::vector<std::vector<int64_t>> call_return_bytes;    // [call][rank]
 
-  void reset(int ranks);
+  void reset(int ranks, bool record = false);
 };
 
 }  // namespace temoe

@@ -1,6 +1,7 @@
 #include "parallel/token_dispatcher.hpp"
 
 #include <chrono>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -20,6 +21,14 @@ std::vector<size_t> exclusive_prefix_sum(const std::vector<size_t>& counts) {
   return offsets;
 }
 
+// The first `rows` rows of `workspace`, regrown (with headroom) when it is too small.
+Tensor workspace_rows(Tensor& workspace, int64_t rows, int64_t width) {
+  if (!workspace.defined() || workspace.dim(0) < rows || workspace.dim(1) != width) {
+    workspace = Tensor({std::max<int64_t>(rows + rows / 4, 1), width});
+  }
+  return workspace.rows(0, rows);
+}
+
 }  // namespace
 
 TokenDispatcher::TokenDispatcher(Communicator& expert_parallel, ExpertPlacement placement)
@@ -32,6 +41,7 @@ TokenDispatcher::TokenDispatcher(Communicator& expert_parallel, ExpertPlacement 
 
 void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
                                const LocalExpertFunction& apply) {
+  if (barrier_before_exchange_) communicator_.barrier();
   const auto start = Clock::now();
   const int ranks = communicator_.size(), me = communicator_.rank();
   const int64_t tokens = hidden.dim(0), width = hidden.dim(1);
@@ -81,8 +91,10 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
     receive_counts[static_cast<size_t>(r)] = static_cast<size_t>(receive_rows[static_cast<size_t>(r)]) * row_bytes;
   }
   const auto send_offsets = exclusive_prefix_sum(send_counts), receive_offsets = exclusive_prefix_sum(receive_counts);
-  std::vector<std::byte> send_buffer(send_offsets.back() + send_counts.back());
-  std::vector<std::byte> receive_buffer(receive_offsets.back() + receive_counts.back());
+  send_buffer_.resize(send_offsets.back() + send_counts.back());
+  receive_buffer_.resize(receive_offsets.back() + receive_counts.back());
+  std::vector<std::byte>& send_buffer = send_buffer_;
+  std::vector<std::byte>& receive_buffer = receive_buffer_;
   const float* hidden_data = hidden.data();
   for (int r = 0; r < ranks; ++r) {
     std::byte* cursor = send_buffer.data() + send_offsets[static_cast<size_t>(r)];
@@ -100,7 +112,7 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
   //    (source rank, row, position) order, which is the order results go back in.
   int64_t received = 0;
   for (int64_t count : receive_rows) received += count;
-  Tensor input({received, width});
+  Tensor input = workspace_rows(input_workspace_, received, width);
   std::vector<std::vector<int32_t>> expert_rows(static_cast<size_t>(placement_.num_experts() / ranks));
   std::vector<std::vector<int32_t>> expert_pairs(expert_rows.size());
   std::vector<size_t> return_counts(static_cast<size_t>(ranks), 0);
@@ -127,18 +139,20 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
   statistics_.exchange_seconds += seconds_since(start);
 
   const auto compute_start = Clock::now();
-  Tensor results({pair, width});
+  Tensor results = workspace_rows(result_workspace_, pair, width);
   for (size_t local = 0; local < expert_rows.size(); ++local) {
     if (!expert_rows[local].empty()) apply(static_cast<int64_t>(local), input, expert_rows[local], expert_pairs[local], results);
   }
   statistics_.expert_seconds += seconds_since(compute_start);
 
   // 4. Results back to their tokens' ranks, then into the slots.
+  if (barrier_before_exchange_) communicator_.barrier();
   const auto return_start = Clock::now();
   std::vector<size_t> back_counts(static_cast<size_t>(ranks));
   for (int r = 0; r < ranks; ++r) back_counts[static_cast<size_t>(r)] = slot_order[static_cast<size_t>(r)].size() * result_bytes;
   const auto return_offsets = exclusive_prefix_sum(return_counts), back_offsets = exclusive_prefix_sum(back_counts);
-  std::vector<std::byte> back_buffer(back_offsets.back() + back_counts.back());
+  back_buffer_.resize(back_offsets.back() + back_counts.back());
+  std::vector<std::byte>& back_buffer = back_buffer_;
   communicator_.all_to_all_v(std::as_bytes(std::span<const float>(results.data(), static_cast<size_t>(results.numel()))),
                              return_counts, return_offsets, back_buffer, back_counts, back_offsets);
   float* slot_data = slots.data();
@@ -170,6 +184,10 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
     peers += (out > 0 || back > 0 || receive_counts[static_cast<size_t>(r)] > 0 || back_counts[static_cast<size_t>(r)] > 0);
   }
   statistics_.peers += peers;
+  if (statistics_.record_calls) {
+    statistics_.call_dispatch_bytes.emplace_back(send_counts.begin(), send_counts.end());
+    statistics_.call_return_bytes.emplace_back(return_counts.begin(), return_counts.end());
+  }
   statistics_.exchange_seconds += seconds_since(return_start);
 }
 
