@@ -1,5 +1,7 @@
 #include "src/model/moe_transformer.hpp"
 
+#include <cmath>
+
 #include "src/core/error.hpp"
 
 namespace temoe {
@@ -21,26 +23,38 @@ MoeTransformer::MoeTransformer(const ModelConfig& config, const ModelWeights& we
 }
 
 Tensor MoeTransformer::forward(std::span<const int32_t> tokens, int64_t batch, int64_t time, ForwardRecord* record) {
+  ForwardState state = begin(tokens, batch, time);
+  if (record) record->layers.assign(static_cast<size_t>(config_.num_layers), {});
+  for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
+    attention(layer, state);
+    const MoeInput input = moe_input(layer, state);
+    moe(layer, state, input, {}, record ? &record->layers[static_cast<size_t>(layer)] : nullptr);
+  }
+  return finish(state);
+}
+
+ForwardState MoeTransformer::begin(std::span<const int32_t> tokens, int64_t batch, int64_t time) {
   TEMOE_CHECK(static_cast<int64_t>(tokens.size()) == batch * time,
               "forward: " << tokens.size() << " tokens for batch " << batch << " x time " << time);
   check_token_ids(tokens, config_.vocab_size, time, "tokens");
-  const int64_t count = batch * time, width = config_.hidden_size;
-  Tensor residual({count, width}, backend_.device());
-  backend_.gather_rows(weights_.embedding, tokens, residual);
-  if (record) record->layers.assign(static_cast<size_t>(config_.num_layers), {});
-  for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
-    attention_block(layer, residual, batch, time);
-    moe_block(layer, residual, record ? &record->layers[static_cast<size_t>(layer)] : nullptr);
-  }
-  Tensor normed({count, width}, backend_.device());
-  backend_.rms_norm(residual, weights_.final_norm, static_cast<float>(config_.rms_norm_eps), normed);
-  Tensor logits({count, config_.vocab_size}, backend_.device());
-  backend_.matmul_transposed(normed, weights_.lm_head, logits, false);
-  return logits.reshaped({batch, time, config_.vocab_size});
+  ForwardState state{batch, time, Tensor({batch * time, config_.hidden_size}, backend_.device())};
+  backend_.gather_rows(weights_.embedding, tokens, state.residual);
+  return state;
 }
 
-void MoeTransformer::attention_block(int64_t layer, Tensor& residual, int64_t batch, int64_t time) {
-  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+Tensor MoeTransformer::finish(const ForwardState& state) {
+  const int64_t count = state.batch * state.time;
+  Tensor normed({count, config_.hidden_size}, backend_.device());
+  backend_.rms_norm(state.residual, weights_.final_norm, static_cast<float>(config_.rms_norm_eps), normed);
+  Tensor logits({count, config_.vocab_size}, backend_.device());
+  backend_.matmul_transposed(normed, weights_.lm_head, logits, false);
+  return logits.reshaped({state.batch, state.time, config_.vocab_size});
+}
+
+void MoeTransformer::attention(int64_t layer, ForwardState& state) {
+  const LayerWeights& w = weights_.layers.at(static_cast<size_t>(layer));
+  const int64_t batch = state.batch, time = state.time;
+  Tensor& residual = state.residual;
   const int64_t count = batch * time, width = config_.hidden_size, head_dim = config_.head_dim;
   const int64_t q_width = config_.num_heads * head_dim, kv_width = config_.num_kv_heads * head_dim;
   const auto eps = static_cast<float>(config_.rms_norm_eps);
@@ -65,14 +79,39 @@ void MoeTransformer::attention_block(int64_t layer, Tensor& residual, int64_t ba
   backend_.matmul_transposed(attended.reshaped({count, q_width}), w.o_proj, residual, true);
 }
 
-void MoeTransformer::moe_block(int64_t layer, Tensor& residual, RouterRecord* record) {
-  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
-  const int64_t count = residual.dim(0), width = config_.hidden_size, top_k = config_.top_k;
+MoeInput MoeTransformer::moe_input(int64_t layer, const ForwardState& state) {
+  const LayerWeights& w = weights_.layers.at(static_cast<size_t>(layer));
+  const int64_t count = state.residual.dim(0);
   const Device device = backend_.device();
-  Tensor normed({count, width}, device);
-  backend_.rms_norm(residual, w.post_attention_norm, static_cast<float>(config_.rms_norm_eps), normed);
-  Tensor probabilities({count, config_.num_experts}, device);
-  backend_.matmul_transposed(normed, w.router, probabilities, false);
+  MoeInput input{Tensor({count, config_.hidden_size}, device), Tensor({count, config_.num_experts}, device)};
+  backend_.rms_norm(state.residual, w.post_attention_norm, static_cast<float>(config_.rms_norm_eps), input.normed);
+  backend_.matmul_transposed(input.normed, w.router, input.router_logits, false);
+  return input;
+}
+
+void MoeTransformer::moe(int64_t layer, ForwardState& state, const MoeInput& input, std::span<const uint8_t> allowed_experts,
+                         RouterRecord* record) {
+  const int64_t count = state.residual.dim(0), width = config_.hidden_size, top_k = config_.top_k;
+  const int64_t experts = config_.num_experts;
+  const Device device = backend_.device();
+  Tensor probabilities = input.router_logits.clone();
+  if (!allowed_experts.empty()) {
+    TEMOE_CHECK(static_cast<int64_t>(allowed_experts.size()) == count * experts,
+                "moe: " << allowed_experts.size() << " mask flags for " << count << " tokens x " << experts << " experts");
+    TEMOE_CHECK(device == Device::cpu, "expert masks are applied on the host");
+    float* logits = probabilities.data();
+    for (int64_t token = 0; token < count; ++token) {
+      int64_t allowed = 0;
+      for (int64_t e = 0; e < experts; ++e) {
+        if (!allowed_experts[static_cast<size_t>(token * experts + e)]) {
+          logits[token * experts + e] = -INFINITY;
+        } else {
+          ++allowed;
+        }
+      }
+      TEMOE_CHECK(allowed >= top_k, "moe: token " << token << " may use only " << allowed << " experts, fewer than k = " << top_k);
+    }
+  }
   backend_.softmax_rows(probabilities);
   std::vector<int32_t> chosen(static_cast<size_t>(count * top_k));
   Tensor gate_weights({count, top_k}, device);
@@ -87,8 +126,8 @@ void MoeTransformer::moe_block(int64_t layer, Tensor& residual, RouterRecord* re
     }
   }
   Tensor slots({count * top_k, width}, device);
-  experts_.run(layer, normed, chosen, top_k, slots);
-  backend_.combine_slots(slots, gate_weights, residual, true);
+  experts_.run(layer, input.normed, chosen, top_k, slots);
+  backend_.combine_slots(slots, gate_weights, state.residual, true);
   if (record) {
     record->probabilities = probabilities;
     record->chosen_experts = chosen;

@@ -22,6 +22,19 @@ struct ForwardRecord {
   std::vector<RouterRecord> layers;
 };
 
+// The residual stream of one forward in progress (N = B * T tokens, token-major).
+struct ForwardState {
+  int64_t batch = 0;
+  int64_t time = 0;
+  Tensor residual;  // [N, D]
+};
+
+// What an MoE layer sees before it routes: the router's input and its logits.
+struct MoeInput {
+  Tensor normed;         // [N, D] post-attention RMSNorm of the residual (the router's input)
+  Tensor router_logits;  // [N, E]
+};
+
 class MoeTransformer {
  public:
   MoeTransformer(const ModelConfig& config, const ModelWeights& weights, Backend& backend, ExpertExecutor& experts);
@@ -29,11 +42,19 @@ class MoeTransformer {
   // tokens: B * T ids (row-major [B, T]); returns logits [B, T, V]. Fills `record` when given.
   Tensor forward(std::span<const int32_t> tokens, int64_t batch, int64_t time, ForwardRecord* record = nullptr);
 
-  const ModelConfig& config() const { return config_; }
+  // The same forward, one step at a time, so that a caller can act between a layer's attention
+  // and its MoE (the option controllers choose masks from the MoE input). Layer l at position t
+  // depends only on layers < l at positions <= t, so running layer by layer is exact.
+  ForwardState begin(std::span<const int32_t> tokens, int64_t batch, int64_t time);
+  void attention(int64_t layer, ForwardState& state);
+  MoeInput moe_input(int64_t layer, const ForwardState& state);
+  // Routes inside `allowed_experts` when given (N * E flags, 1 = allowed: other logits become
+  // -inf before the softmax), runs the experts and adds their output to the residual.
+  void moe(int64_t layer, ForwardState& state, const MoeInput& input, std::span<const uint8_t> allowed_experts = {},
+           RouterRecord* record = nullptr);
+  Tensor finish(const ForwardState& state);  // logits [B, T, V]
 
- private:
-  void attention_block(int64_t layer, Tensor& residual, int64_t batch, int64_t time);
-  void moe_block(int64_t layer, Tensor& residual, RouterRecord* record);
+  const ModelConfig& config() const { return config_; }
 
   const ModelConfig& config_;
   const ModelWeights& weights_;

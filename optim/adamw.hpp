@@ -1,0 +1,42 @@
+#pragma once
+// AdamW (decoupled weight decay, Loshchilov & Hutter) over a ParameterSet, with bias correction,
+// as torch.optim.AdamW computes it. The moments are exposed for checkpoints.
+#include <cstdint>
+#include <vector>
+
+#include "src/tensor/parameter_set.hpp"
+
+namespace temoe {
+
+struct AdamWConfig {
+  double learning_rate = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double epsilon = 1e-8;
+  double weight_decay = 0.01;
+};
+
+class AdamW {
+ public:
+  AdamW(ParameterSet& parameters, AdamWConfig config);
+
+  // One update from the current gradients, at `learning_rate` (a schedule's value for this step).
+  void step(double learning_rate);
+  void step() { step(config_.learning_rate); }
+
+  int64_t step_count() const { return step_count_; }
+  void set_step_count(int64_t count) { step_count_ = count; }
+  // First and second moments, one tensor per parameter in the set's order.
+  std::vector<Tensor>& first_moments() { return first_moments_; }
+  std::vector<Tensor>& second_moments() { return second_moments_; }
+  const AdamWConfig& config() const { return config_; }
+
+ private:
+  ParameterSet& parameters_;
+  AdamWConfig config_;
+  int64_t step_count_ = 0;
+  std::vector<Tensor> first_moments_;
+  std::vector<Tensor> second_moments_;
+};
+
+}  // namespace temoe
