@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "src/core/error.hpp"
@@ -19,7 +20,30 @@ po::options_description configuration_keys() {
       ("runtime.device", po::value<std::string>()->default_value("cpu"), "cpu or cuda")
       ("runtime.threads", po::value<int>()->default_value(0), "threads per rank for kernels and BLAS (0: library default)")
       ("parallel.ep_size", po::value<int>()->default_value(0),
-       "expert-parallel ranks per group (0: the largest divisor of E that divides the world size)");
+       "expert-parallel ranks per group (0: the largest divisor of E that divides the world size)")
+      ("data.path", po::value<std::string>(), "training tokens: an HDF5 token dataset (temoe make-data)")
+      ("data.eval_path", po::value<std::string>(), "held-out tokens for temoe eval (default: data.path)")
+      ("train.steps", po::value<int64_t>()->default_value(200), "optimizer steps")
+      ("train.seed", po::value<uint64_t>()->default_value(1), "seed of the data order, the initialisation and every draw")
+      ("train.batch_size", po::value<int64_t>()->default_value(8), "sequences per step over all ranks")
+      ("train.sequence_length", po::value<int64_t>()->default_value(128), "tokens per sequence")
+      ("train.learning_rate", po::value<double>()->default_value(1e-3), "AdamW learning rate of the controllers")
+      ("train.weight_decay", po::value<double>()->default_value(0.0), "AdamW weight decay")
+      ("train.clip_norm", po::value<double>()->default_value(1.0), "global gradient-norm clip")
+      ("train.log_every", po::value<int64_t>()->default_value(10), "steps between progress lines")
+      ("controller.k_hat", po::value<int64_t>()->default_value(8), "experts in a held mask (k <= k_hat <= E)")
+      ("controller.eta", po::value<double>()->default_value(0.02), "deliberation cost of a switch")
+      ("controller.hidden", po::value<int64_t>()->default_value(64), "width of the controller MLPs")
+      ("controller.embedding_dim", po::value<int64_t>()->default_value(32), "expert embedding size")
+      ("controller.set_dim", po::value<int64_t>()->default_value(32), "mask encoding size")
+      ("controller.termination_bias", po::value<double>()->default_value(-3.0), "initial termination logit")
+      ("controller.gamma", po::value<double>()->default_value(0.95), "discount")
+      ("controller.lambda", po::value<double>()->default_value(0.95), "GAE lambda")
+      ("controller.value_coefficient", po::value<double>()->default_value(0.01), "weight of the V and Q losses")
+      ("rollout.mode", po::value<std::string>()->default_value("teacher_forced"), "teacher_forced or sampled")
+      ("rollout.reward", po::value<std::string>()->default_value("log_ratio"), "log_ratio or kl")
+      ("eval.batches", po::value<int64_t>()->default_value(8), "held-out batches temoe eval scores")
+      ("eval.cache_decay", po::value<double>()->default_value(0.9), "moving-average decay of the greedy cache baseline");
   return keys;
 }
 
@@ -60,6 +84,33 @@ std::string command_help(const std::string& usage, const po::options_description
   std::ostringstream stream;
   stream << "usage: " << usage << "\n\n" << command_options << "\n" << configuration_keys();
   return stream.str();
+}
+
+std::string resolved_configuration(const po::variables_map& values) {
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> sections;
+  const po::options_description known = configuration_keys();
+  for (const auto& option : known.options()) {
+    const std::string& name = option->long_name();
+    if (!values.count(name)) continue;
+    const boost::any& value = values[name].value();
+    std::ostringstream text;
+    text.precision(17);
+    if (const auto* string_value = boost::any_cast<std::string>(&value)) text << *string_value;
+    else if (const auto* int_value = boost::any_cast<int>(&value)) text << *int_value;
+    else if (const auto* long_value = boost::any_cast<int64_t>(&value)) text << *long_value;
+    else if (const auto* unsigned_value = boost::any_cast<uint64_t>(&value)) text << *unsigned_value;
+    else if (const auto* double_value = boost::any_cast<double>(&value)) text << *double_value;
+    else continue;
+    const auto dot = name.find('.');
+    sections[name.substr(0, dot)].emplace_back(name.substr(dot + 1), text.str());
+  }
+  std::ostringstream out;
+  out << "# resolved configuration: every key, as this run used it\n";
+  for (const auto& [section, keys] : sections) {
+    out << "\n[" << section << "]\n";
+    for (const auto& [key, value] : keys) out << key << " = " << value << "\n";
+  }
+  return out.str();
 }
 
 void apply_thread_settings(const po::variables_map& values) {

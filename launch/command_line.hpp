@@ -28,6 +28,9 @@ ParsedCommandLine parse_command_line(const std::string& command, const std::vect
 // Help text for a command: its usage line, its options and the configuration keys.
 std::string command_help(const std::string& usage, const po::options_description& command_options);
 
+// Every configuration key with its value, as an INI file that --config reads back.
+std::string resolved_configuration(const po::variables_map& values);
+
 // Applies runtime.threads (OpenMP and BLAS threads; 0 keeps the library defaults).
 void apply_thread_settings(const po::variables_map& values);
 

@@ -8,10 +8,15 @@
 #include <vector>
 
 #include "src/core/error.hpp"
+#include "src/tensor/rotary_table.hpp"
 
 namespace temoe {
 
 namespace {
+
+// Below this many elements of work a loop runs on one thread: forking and joining the team costs
+// more than it saves, and far more when the cores are shared with other processes.
+constexpr int64_t kParallelWork = 1 << 15;
 
 void require_cpu(const Tensor& tensor, const char* what) {
   TEMOE_CHECK(tensor.device() == Device::cpu, what << " is on " << to_string(tensor.device())
@@ -56,7 +61,7 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tens
   const float* input = x.data();
   const float* scale = weight.data();
   float* output = out.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * width >= kParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     const float* in_row = input + row * width;
     float* out_row = output + row * width;
@@ -74,18 +79,11 @@ void CpuBackend::rotary(Tensor& x, double theta) {
   const int64_t batch = x.dim(0), time = x.dim(1), heads = x.dim(2), head_dim = x.dim(3);
   TEMOE_CHECK(head_dim % 2 == 0, "rotary: head_dim " << head_dim << " must be even");
   const int64_t half = head_dim / 2;
-  // Angles in double, as the reference computes its tables, then rounded once.
-  std::vector<float> cos_table(static_cast<size_t>(time * half)), sin_table(cos_table.size());
-  for (int64_t t = 0; t < time; ++t) {
-    for (int64_t i = 0; i < half; ++i) {
-      const double inverse_frequency = 1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(head_dim));
-      const double angle = static_cast<double>(t) * inverse_frequency;
-      cos_table[static_cast<size_t>(t * half + i)] = static_cast<float>(std::cos(angle));
-      sin_table[static_cast<size_t>(t * half + i)] = static_cast<float>(std::sin(angle));
-    }
-  }
+  const RotaryTable table = make_rotary_table(time, head_dim, theta);
+  const std::vector<float>& cos_table = table.cos;
+  const std::vector<float>& sin_table = table.sin;
   float* data = x.data();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (batch * time * heads * head_dim >= kParallelWork)
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t t = 0; t < time; ++t) {
       const float* cos_row = cos_table.data() + t * half;
@@ -118,7 +116,7 @@ void CpuBackend::causal_attention(const Tensor& q, const Tensor& k, const Tensor
   const float* k_data = k.data();
   const float* v_data = v.data();
   float* out_data = out.data();
-#pragma omp parallel
+#pragma omp parallel if (batch * heads * time * time * head_dim / 2 >= kParallelWork)
   {
     std::vector<float> scores(static_cast<size_t>(time));
 #pragma omp for collapse(3) schedule(dynamic, 16)
@@ -160,7 +158,7 @@ void CpuBackend::softmax_rows(Tensor& x) {
   require_rank(x, 2, "softmax x");
   const int64_t rows = x.dim(0), width = x.dim(1);
   float* data = x.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * width >= kParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     float* values = data + row * width;
     const float maximum = *std::max_element(values, values + width);
@@ -183,7 +181,7 @@ void CpuBackend::top_k_rows(const Tensor& x, int k, std::span<int32_t> indices, 
   check_shape(values, {rows, k}, "top_k values");
   const float* data = x.data();
   float* value_data = values.data();
-#pragma omp parallel
+#pragma omp parallel if (rows * width >= kParallelWork)
   {
     std::vector<int32_t> order(static_cast<size_t>(width));
 #pragma omp for schedule(static)
@@ -208,7 +206,7 @@ void CpuBackend::swiglu(const Tensor& gate, const Tensor& up, Tensor& out) {
   const float* g = gate.data();
   const float* u = up.data();
   float* o = out.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= kParallelWork)
   for (int64_t i = 0; i < count; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
@@ -245,7 +243,7 @@ void CpuBackend::combine_slots(const Tensor& slots, const Tensor& weights, Tenso
   const float* slot_data = slots.data();
   const float* weight_data = weights.data();
   float* result = out.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (tokens * slot_count * width >= kParallelWork)
   for (int64_t token = 0; token < tokens; ++token) {
     float* row = result + token * width;
     if (!accumulate) std::fill(row, row + width, 0.0f);
@@ -263,7 +261,7 @@ void CpuBackend::add_in_place(Tensor& x, const Tensor& y) {
   const int64_t count = x.numel();
   float* a = x.data();
   const float* b = y.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count >= kParallelWork)
   for (int64_t i = 0; i < count; ++i) a[i] += b[i];
 }
 

@@ -1,0 +1,61 @@
+#include "launch/training_setup.hpp"
+
+#include "src/core/error.hpp"
+
+namespace temoe::launch {
+
+TrainerConfig trainer_config_from(const po::variables_map& values) {
+  TrainerConfig config;
+  ControllerConfig& controller = config.controller;
+  controller.k_hat = values["controller.k_hat"].as<int64_t>();
+  controller.eta = values["controller.eta"].as<double>();
+  controller.hidden = values["controller.hidden"].as<int64_t>();
+  controller.embedding_dim = values["controller.embedding_dim"].as<int64_t>();
+  controller.set_dim = values["controller.set_dim"].as<int64_t>();
+  controller.termination_bias = values["controller.termination_bias"].as<double>();
+  controller.gamma = values["controller.gamma"].as<double>();
+  controller.lambda = values["controller.lambda"].as<double>();
+  controller.value_coefficient = values["controller.value_coefficient"].as<double>();
+  for (const auto& [key, value] : {std::pair<const char*, int64_t>{"controller.hidden", controller.hidden},
+                                   {"controller.embedding_dim", controller.embedding_dim},
+                                   {"controller.set_dim", controller.set_dim}}) {
+    if (value < 1) TEMOE_FAIL(key << " = " << value << ": expected a positive size");
+  }
+  if (controller.eta < 0) TEMOE_FAIL("controller.eta = " << controller.eta << ": expected a non-negative cost");
+  if (!(controller.gamma >= 0 && controller.gamma <= 1) || !(controller.lambda >= 0 && controller.lambda <= 1)) {
+    TEMOE_FAIL("controller.gamma and controller.lambda must lie in [0, 1]");
+  }
+  config.optimizer.learning_rate = values["train.learning_rate"].as<double>();
+  config.optimizer.weight_decay = values["train.weight_decay"].as<double>();
+  config.clip_norm = values["train.clip_norm"].as<double>();
+  config.reward = parse_reward_kind(values["rollout.reward"].as<std::string>());
+  config.seed = values["train.seed"].as<uint64_t>();
+  const std::string mode = values["rollout.mode"].as<std::string>();
+  if (mode != "teacher_forced" && mode != "sampled") {
+    TEMOE_FAIL("rollout.mode = '" << mode << "': expected 'teacher_forced' or 'sampled'");
+  }
+  if (mode == "sampled") {
+    TEMOE_FAIL("rollout.mode = 'sampled' (student generation with a KV cache) is not implemented yet; use teacher_forced");
+  }
+  return config;
+}
+
+std::string model_directory_from(const po::variables_map& values, const std::string& command) {
+  if (values.count("model")) return values["model"].as<std::string>();
+  if (values.count("model.dir")) return values["model.dir"].as<std::string>();
+  TEMOE_FAIL("temoe " << command << ": no model given (--model DIR or model.dir in the config)");
+}
+
+data::TokenDataset read_training_data(const po::variables_map& values, bool evaluation, const std::string& command) {
+  std::string path;
+  if (evaluation && values.count("data.eval_path")) path = values["data.eval_path"].as<std::string>();
+  else if (values.count("data.path")) path = values["data.path"].as<std::string>();
+  if (path.empty()) TEMOE_FAIL("temoe " << command << ": no training data (data.path in the config or --data.path=FILE)");
+  return data::read_token_dataset(path);
+}
+
+std::filesystem::path controller_file(const std::filesystem::path& run_directory) {
+  return run_directory / "controller.h5";
+}
+
+}  // namespace temoe::launch

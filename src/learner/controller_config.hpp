@@ -1,0 +1,22 @@
+#pragma once
+// Hyper-parameters of the option controllers and of their learning (DESIGN.md section 1).
+#include <cstdint>
+#include <string>
+
+namespace temoe {
+
+struct ControllerConfig {
+  int64_t k_hat = 8;                 // experts in a held mask (k <= k_hat <= E)
+  double eta = 0.02;                 // deliberation cost: the margin a switch must beat
+  int64_t embedding_dim = 32;        // learned expert embeddings e_i
+  int64_t set_dim = 32;              // z(w) = mean of phi(e_i)
+  int64_t hidden = 64;               // width of the phi, termination and Q MLPs
+  double termination_bias = -3.0;    // initial termination logit: about 5% switching
+  double termination_bias_min = -8.0;  // the bias is kept in [min, max] after every update
+  double termination_bias_max = 0.0;
+  double gamma = 0.95;
+  double lambda = 0.95;
+  double value_coefficient = 0.01;   // weight of the V and Q regressions
+};
+
+}  // namespace temoe

@@ -1,0 +1,73 @@
+#include "src/learner/controller_policy.hpp"
+
+#include <algorithm>
+
+#include "src/core/counter_random.hpp"
+#include "src/core/error.hpp"
+#include "src/learner/plackett_luce.hpp"
+
+namespace temoe {
+
+namespace {
+// Stream names for the two kinds of draw at one (step, sequence, layer, position).
+constexpr uint64_t kTerminationDraw = 1;
+constexpr uint64_t kSelectionDraw = 2;
+}  // namespace
+
+LayerDecisions ControllerPolicy::decide(const LayerView& view) {
+  OptionController& controller = controllers_.at(static_cast<size_t>(view.layer));
+  const int64_t batch = view.batch, time = view.time, k_hat = controller.config().k_hat;
+  const int64_t d = controller.hidden_size(), experts = controller.num_experts();
+  const int64_t count = batch * time;
+  LayerDecisions decisions;
+  decisions.k_hat = k_hat;
+  decisions.masks.resize(static_cast<size_t>(count * k_hat));
+  decisions.previous_masks.resize(decisions.masks.size());
+  decisions.selected_tuples.assign(decisions.masks.size(), -1);
+  decisions.terminated.assign(static_cast<size_t>(count), 0);
+  decisions.switched.assign(static_cast<size_t>(count), 0);
+  if (count == 0) return decisions;
+
+  const float* hidden = view.hidden->data();
+  std::vector<std::vector<int32_t>> held(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) {
+    held[static_cast<size_t>(b)] = router_top_set(*view.router_logits, b * time, k_hat);
+    record_mask(decisions, b * time, held[static_cast<size_t>(b)], held[static_cast<size_t>(b)], true, false);
+  }
+  std::vector<float> rows(static_cast<size_t>(batch * d));
+  std::vector<int32_t> row_masks(static_cast<size_t>(batch * k_hat));
+  for (int64_t t = 1; t < time; ++t) {
+    for (int64_t b = 0; b < batch; ++b) {
+      std::copy(hidden + (b * time + t) * d, hidden + (b * time + t + 1) * d, rows.begin() + b * d);
+      std::copy(held[static_cast<size_t>(b)].begin(), held[static_cast<size_t>(b)].end(), row_masks.begin() + b * k_hat);
+    }
+    const ControllerEvaluation evaluation = controller.evaluate(rows, row_masks, batch, /*with_selection=*/true);
+    for (int64_t b = 0; b < batch; ++b) {
+      const int64_t position = b * time + t;
+      const auto sequence = static_cast<uint64_t>(view.sequence_ids[static_cast<size_t>(b)]);
+      const float beta = evaluation.beta[static_cast<size_t>(b)];
+      CounterRandom termination_random(seed_, {static_cast<uint64_t>(view.step), sequence, static_cast<uint64_t>(view.layer),
+                                               static_cast<uint64_t>(t), kTerminationDraw});
+      const bool terminate = termination_random.uniform() < beta;
+      std::vector<int32_t> previous = held[static_cast<size_t>(b)];
+      if (terminate) {
+        const std::span<const float> logits(evaluation.selection_logits.data() + b * experts, static_cast<size_t>(experts));
+        std::vector<int32_t> tuple;
+        if (sample_) {
+          CounterRandom random(seed_, {static_cast<uint64_t>(view.step), sequence, static_cast<uint64_t>(view.layer),
+                                       static_cast<uint64_t>(t), kSelectionDraw});
+          tuple = sample_plackett_luce(logits, k_hat, random);
+        } else {
+          tuple = greedy_top(logits, k_hat);
+        }
+        std::copy(tuple.begin(), tuple.end(), decisions.selected_tuples.begin() + position * k_hat);
+        std::sort(tuple.begin(), tuple.end());
+        held[static_cast<size_t>(b)] = tuple;
+      }
+      record_mask(decisions, position, held[static_cast<size_t>(b)], previous, false, terminate);
+    }
+  }
+  return decisions;
+}
+
+}  // namespace temoe

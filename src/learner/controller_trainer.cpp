@@ -1,0 +1,99 @@
+#include "src/learner/controller_trainer.hpp"
+
+#include "optim/gradient_clipping.hpp"
+#include "src/core/error.hpp"
+#include "src/learner/controller_policy.hpp"
+#include "src/learner/routing_statistics.hpp"
+#include "src/learner/student_rollout.hpp"
+
+namespace temoe {
+
+std::vector<OptionController> make_controllers(ParameterSet& parameters, const ModelConfig& model,
+                                               const ModelWeights& weights, const ControllerConfig& config,
+                                               uint64_t seed) {
+  std::vector<OptionController> controllers;
+  for (int64_t layer = 0; layer < model.num_layers; ++layer) {
+    controllers.emplace_back(parameters, layer, model.hidden_size, model.num_experts, config,
+                             weights.layers.at(static_cast<size_t>(layer)).router.data(), seed);
+  }
+  return controllers;
+}
+
+ControllerTrainer::ControllerTrainer(MoeTransformer& model, const ModelWeights& weights, const TrainerConfig& config,
+                                     Communicator& world)
+    : model_(model), config_(config), world_(world) {
+  TEMOE_CHECK(config.controller.k_hat >= model.config().top_k,
+              "controller.k_hat = " << config.controller.k_hat << " is below the router's k = " << model.config().top_k);
+  controllers_ = make_controllers(parameters_, model.config(), weights, config.controller, config.seed);
+  optimizer_ = std::make_unique<AdamW>(parameters_, config.optimizer);
+}
+
+StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t step) {
+  const ModelConfig& model_config = model_.config();
+  const int64_t layers = model_config.num_layers, count = batch.batch * batch.time;
+  const std::span<const int64_t> sequence_ids(batch.global_index);
+
+  const Rollout teacher = run_rollout(model_, batch.tokens, batch.batch, batch.time, nullptr, sequence_ids, step);
+  ControllerPolicy policy(controllers_, /*sample=*/true, config_.seed);
+  const Rollout student = run_rollout(model_, batch.tokens, batch.batch, batch.time, &policy, sequence_ids, step);
+  const TokenScores scores = score_tokens(teacher.logits, student.logits, batch.targets, config_.reward);
+
+  parameters_.zero_gradients();
+  OptionCriticLearner learner(controllers_, world_);
+  StepMetrics metrics;
+  metrics.step = step;
+  metrics.losses = learner.accumulate_gradients(student, scores.reward, batch.document_ends, batch.batch, batch.time);
+
+  // Gradients of the global mean: every rank added its share, the sum over ranks is the total.
+  std::vector<float> gradients = parameters_.flatten_gradients();
+  world_.all_reduce_sum(std::span<float>(gradients));
+  parameters_.unflatten_gradients(gradients);
+  metrics.gradient_norm = clip_gradient_norm(parameters_, config_.clip_norm);
+  optimizer_->step();
+  for (auto& controller : controllers_) controller.clamp_termination_bias();
+
+  // Figures, summed over ranks: reward, KL, tokens, then per layer the routing counts.
+  std::vector<double> sums = {0, 0, static_cast<double>(count)};
+  for (int64_t i = 0; i < count; ++i) {
+    sums[0] += scores.reward[static_cast<size_t>(i)];
+    sums[1] += scores.kl[static_cast<size_t>(i)];
+  }
+  std::vector<RoutingCounts> counts;
+  for (int64_t layer = 0; layer < layers; ++layer) {
+    const auto l = static_cast<size_t>(layer);
+    counts.push_back(count_masked_routing(student.decisions[l], student.chosen_experts[l], batch.batch, batch.time,
+                                          model_config.num_experts, model_config.top_k));
+    const RoutingCounts teacher_counts = count_top_k_routing(teacher.chosen_experts[l], batch.batch, batch.time,
+                                                             model_config.num_experts, model_config.top_k);
+    sums.insert(sums.end(), {counts.back().transitions, counts.back().switches, counts.back().options,
+                             counts.back().tokens, teacher_counts.switches});
+    sums.insert(sums.end(), counts.back().expert_uses.begin(), counts.back().expert_uses.end());
+  }
+  world_.all_reduce_sum(std::span<double>(sums));
+  metrics.tokens = static_cast<int64_t>(sums[2]);
+  metrics.reward = sums[0] / std::max(sums[2], 1.0);
+  metrics.kl = sums[1] / std::max(sums[2], 1.0);
+  double transitions = 0, switches = 0, teacher_switches = 0;
+  size_t offset = 3;
+  for (int64_t layer = 0; layer < layers; ++layer) {
+    RoutingCounts global;
+    global.transitions = sums[offset];
+    global.switches = sums[offset + 1];
+    global.options = sums[offset + 2];
+    global.tokens = sums[offset + 3];
+    teacher_switches += sums[offset + 4];
+    global.expert_uses.assign(sums.begin() + static_cast<std::ptrdiff_t>(offset + 5),
+                              sums.begin() + static_cast<std::ptrdiff_t>(offset + 5 + static_cast<size_t>(model_config.num_experts)));
+    offset += 5 + static_cast<size_t>(model_config.num_experts);
+    transitions += global.transitions;
+    switches += global.switches;
+    metrics.switch_rate_per_layer.push_back(global.switch_rate());
+    metrics.mean_option_duration_per_layer.push_back(global.mean_option_duration());
+    metrics.utilization_entropy_per_layer.push_back(global.utilization_entropy());
+  }
+  metrics.switch_rate = transitions > 0 ? switches / transitions : 0.0;
+  metrics.teacher_switch_rate = transitions > 0 ? teacher_switches / transitions : 0.0;
+  return metrics;
+}
+
+}  // namespace temoe

@@ -1,0 +1,70 @@
+#pragma once
+// One training step of the option controllers, teacher-forced: the teacher (plain top-k routing)
+// and the student (routing inside the controllers' held masks) run on the same frozen model and
+// the same tokens; the per-token reward compares them; the option-critic learner turns rewards into
+// gradients; gradients are summed over all ranks, clipped, and applied with AdamW. Every rank
+// calls step() with its own slice of the global batch.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "optim/adamw.hpp"
+#include "parallel/communicator.hpp"
+#include "src/data/batch_sampler.hpp"
+#include "src/learner/controller_config.hpp"
+#include "src/learner/distillation_reward.hpp"
+#include "src/learner/option_controller.hpp"
+#include "src/learner/option_critic_learner.hpp"
+#include "src/model/moe_transformer.hpp"
+
+namespace temoe {
+
+struct TrainerConfig {
+  ControllerConfig controller;
+  AdamWConfig optimizer;
+  double clip_norm = 1.0;
+  RewardKind reward = RewardKind::log_ratio;
+  uint64_t seed = 1;
+};
+
+// Global figures of one step (summed over ranks).
+struct StepMetrics {
+  int64_t step = 0;
+  int64_t tokens = 0;
+  double reward = 0;       // mean reward per token
+  double kl = 0;           // mean KL(teacher || student) per token
+  double switch_rate = 0;  // over all (token, layer) pairs with t >= 1
+  double teacher_switch_rate = 0;  // plain top-k routing on the same tokens
+  double gradient_norm = 0;
+  std::vector<double> switch_rate_per_layer;
+  std::vector<double> mean_option_duration_per_layer;
+  std::vector<double> utilization_entropy_per_layer;
+  std::vector<LayerLosses> losses;
+};
+
+class ControllerTrainer {
+ public:
+  ControllerTrainer(MoeTransformer& model, const ModelWeights& weights, const TrainerConfig& config, Communicator& world);
+
+  StepMetrics step(const data::SequenceBatch& batch, int64_t step);
+
+  ParameterSet& parameters() { return parameters_; }
+  std::vector<OptionController>& controllers() { return controllers_; }
+  AdamW& optimizer() { return *optimizer_; }
+  const TrainerConfig& config() const { return config_; }
+
+ private:
+  MoeTransformer& model_;
+  TrainerConfig config_;
+  Communicator& world_;
+  ParameterSet parameters_;
+  std::vector<OptionController> controllers_;
+  std::unique_ptr<AdamW> optimizer_;
+};
+
+// Controllers for every layer of `weights` in `parameters`, selection heads from the routers.
+std::vector<OptionController> make_controllers(ParameterSet& parameters, const ModelConfig& model,
+                                               const ModelWeights& weights, const ControllerConfig& config,
+                                               uint64_t seed);
+
+}  // namespace temoe

@@ -1,0 +1,261 @@
+#include "src/learner/option_controller.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "src/core/counter_random.hpp"
+#include "src/core/error.hpp"
+
+namespace temoe {
+
+namespace {
+
+constexpr float kNormEpsilon = 1e-6f;
+
+float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * static_cast<float>(std::numbers::sqrt2 / 2))); }
+
+float gelu_derivative(float x) {
+  const float cdf = 0.5f * (1.0f + std::erf(x * static_cast<float>(std::numbers::sqrt2 / 2)));
+  const float pdf = std::exp(-0.5f * x * x) * static_cast<float>(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
+  return cdf + x * pdf;
+}
+
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// y = W x + b for one row; W: [out, in] row-major. Accumulates in double so the result does not
+// depend on vectorisation.
+void linear(const float* w, const float* b, const float* x, float* y, int64_t out, int64_t in) {
+  for (int64_t o = 0; o < out; ++o) {
+    double sum = b ? b[o] : 0.0;
+    const float* row = w + o * in;
+    for (int64_t i = 0; i < in; ++i) sum += static_cast<double>(row[i]) * x[i];
+    y[o] = static_cast<float>(sum);
+  }
+}
+
+// Gradients of y = W x + b given dy: dW += dy x^T, db += dy, dx += W^T dy (dx may be null).
+void linear_backward(const float* w, const float* x, const float* dy, float* dw, float* db, float* dx, int64_t out,
+                     int64_t in) {
+  for (int64_t o = 0; o < out; ++o) {
+    const float g = dy[o];
+    if (g == 0.0f) continue;
+    if (db) db[o] += g;
+    float* dw_row = dw + o * in;
+    const float* w_row = w + o * in;
+    for (int64_t i = 0; i < in; ++i) {
+      dw_row[i] += g * x[i];
+      if (dx) dx[i] += g * w_row[i];
+    }
+  }
+}
+
+// Scale so that x * scale has unit root-mean-square.
+float rms_scale(const float* x, int64_t n) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  return static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(n) + kNormEpsilon));
+}
+
+void fill_normal(Parameter& parameter, double scale, uint64_t seed, uint64_t key) {
+  CounterRandom random(seed, {key});
+  for (int64_t i = 0; i < parameter.value.numel(); ++i) parameter.value.data()[i] = static_cast<float>(scale * random.normal());
+}
+
+}  // namespace
+
+std::string controller_prefix(int64_t layer) { return "layer" + std::to_string(layer) + "."; }
+
+OptionController::OptionController(ParameterSet& parameters, int64_t layer, int64_t hidden_size, int64_t num_experts,
+                                   const ControllerConfig& config, const float* router_weight, uint64_t seed)
+    : parameters_(parameters), layer_(layer), hidden_size_(hidden_size), num_experts_(num_experts), config_(config) {
+  TEMOE_CHECK(config.k_hat >= 1 && config.k_hat <= num_experts,
+              "controller.k_hat = " << config.k_hat << " must lie in [1, " << num_experts << "] (the layer's experts)");
+  const std::string prefix = controller_prefix(layer);
+  const int64_t embedding = config.embedding_dim, set = config.set_dim, width = config.hidden;
+  const int64_t input = hidden_size + set;
+  const auto key = [&](uint64_t piece) { return static_cast<uint64_t>(layer) * 64 + piece; };
+  fill_normal(parameters.add(prefix + "expert_embedding", {num_experts, embedding}), 1.0, seed, key(0));
+  fill_normal(parameters.add(prefix + "phi.w1", {width, embedding}), 1.0 / std::sqrt(double(embedding)), seed, key(1));
+  parameters.add(prefix + "phi.b1", {width});
+  fill_normal(parameters.add(prefix + "phi.w2", {set, width}), 1.0 / std::sqrt(double(width)), seed, key(2));
+  parameters.add(prefix + "phi.b2", {set});
+  fill_normal(parameters.add(prefix + "termination.w1", {width, input}), 1.0 / std::sqrt(double(input)), seed, key(3));
+  parameters.add(prefix + "termination.b1", {width});
+  // A small output layer: every token starts near the initial bias, i.e. about 5% switching.
+  fill_normal(parameters.add(prefix + "termination.w2", {1, width}), 0.01 / std::sqrt(double(width)), seed, key(4));
+  parameters.add(prefix + "termination.b2", {1}).value.fill(static_cast<float>(config.termination_bias));
+  fill_normal(parameters.add(prefix + "q.w1", {width, input}), 1.0 / std::sqrt(double(input)), seed, key(5));
+  parameters.add(prefix + "q.b1", {width});
+  fill_normal(parameters.add(prefix + "q.w2", {1, width}), 0.01 / std::sqrt(double(width)), seed, key(6));
+  parameters.add(prefix + "q.b2", {1});
+  parameters.add(prefix + "v.w", {1, hidden_size});
+  parameters.add(prefix + "v.b", {1});
+  Parameter& selection = parameters.add(prefix + "selection.w", {num_experts, hidden_size});
+  std::copy(router_weight, router_weight + num_experts * hidden_size, selection.value.data());
+  parameters.add(prefix + "selection.b", {num_experts});
+}
+
+OptionController::Pieces OptionController::pieces() const {
+  const std::string prefix = controller_prefix(layer_);
+  const auto get = [&](const char* name) { return &parameters_.get(prefix + name); };
+  return {get("expert_embedding"), get("phi.w1"), get("phi.b1"), get("phi.w2"), get("phi.b2"),
+          get("termination.w1"), get("termination.b1"), get("termination.w2"), get("termination.b2"),
+          get("q.w1"), get("q.b1"), get("q.w2"), get("q.b2"), get("v.w"), get("v.b"),
+          get("selection.w"), get("selection.b")};
+}
+
+ControllerEvaluation OptionController::evaluate(std::span<const float> hidden, std::span<const int32_t> masks,
+                                                int64_t rows, bool with_selection) const {
+  const int64_t d = hidden_size_, e = num_experts_, k_hat = config_.k_hat;
+  const int64_t embedding = config_.embedding_dim, set = config_.set_dim, width = config_.hidden, input = d + set;
+  TEMOE_CHECK(static_cast<int64_t>(hidden.size()) == rows * d,
+              "controller layer " << layer_ << ": hidden has " << hidden.size() << " values for " << rows << " rows x " << d);
+  TEMOE_CHECK(static_cast<int64_t>(masks.size()) == rows * k_hat,
+              "controller layer " << layer_ << ": " << masks.size() << " mask ids for " << rows << " rows x k_hat " << k_hat);
+  const Pieces p = pieces();
+  ControllerEvaluation out;
+  out.rows = rows;
+  // phi(e_i) for every expert once: a mask's encoding is the mean of k_hat rows of this table.
+  out.phi_hidden.resize(static_cast<size_t>(e * width));
+  out.phi_out.resize(static_cast<size_t>(e * set));
+  std::vector<float> activated(static_cast<size_t>(width));
+  for (int64_t i = 0; i < e; ++i) {
+    float* pre = out.phi_hidden.data() + i * width;
+    linear(p.phi_w1->value.data(), p.phi_b1->value.data(), p.expert_embedding->value.data() + i * embedding, pre, width, embedding);
+    for (int64_t j = 0; j < width; ++j) activated[j] = gelu(pre[j]);
+    linear(p.phi_w2->value.data(), p.phi_b2->value.data(), activated.data(), out.phi_out.data() + i * set, set, width);
+  }
+  out.beta.resize(static_cast<size_t>(rows));
+  out.q.resize(static_cast<size_t>(rows));
+  out.v.resize(static_cast<size_t>(rows));
+  out.x.resize(static_cast<size_t>(rows * input));
+  out.set_norm_scale.resize(static_cast<size_t>(rows));
+  out.termination_hidden.resize(static_cast<size_t>(rows * width));
+  out.q_hidden.resize(static_cast<size_t>(rows * width));
+  if (with_selection) out.selection_logits.resize(static_cast<size_t>(rows * e));
+#pragma omp parallel for schedule(static) if (rows >= 64)
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<float> z(static_cast<size_t>(set), 0.0f), act(static_cast<size_t>(width));
+    const float* h = hidden.data() + r * d;
+    float* x = out.x.data() + r * input;
+    const float h_scale = rms_scale(h, d);
+    for (int64_t i = 0; i < d; ++i) x[i] = h[i] * h_scale;
+    for (int64_t m = 0; m < k_hat; ++m) {
+      const int32_t expert = masks[static_cast<size_t>(r * k_hat + m)];
+      const float* row = out.phi_out.data() + static_cast<int64_t>(expert) * set;
+      for (int64_t j = 0; j < set; ++j) z[j] += row[j];
+    }
+    for (auto& value : z) value /= static_cast<float>(k_hat);
+    const float z_scale = rms_scale(z.data(), set);
+    out.set_norm_scale[r] = z_scale;
+    for (int64_t j = 0; j < set; ++j) x[d + j] = z[j] * z_scale;
+
+    float* t_pre = out.termination_hidden.data() + r * width;
+    linear(p.termination_w1->value.data(), p.termination_b1->value.data(), x, t_pre, width, input);
+    for (int64_t j = 0; j < width; ++j) act[j] = gelu(t_pre[j]);
+    float logit;
+    linear(p.termination_w2->value.data(), p.termination_b2->value.data(), act.data(), &logit, 1, width);
+    out.beta[r] = sigmoid(logit);
+
+    float* q_pre = out.q_hidden.data() + r * width;
+    linear(p.q_w1->value.data(), p.q_b1->value.data(), x, q_pre, width, input);
+    for (int64_t j = 0; j < width; ++j) act[j] = gelu(q_pre[j]);
+    linear(p.q_w2->value.data(), p.q_b2->value.data(), act.data(), &out.q[r], 1, width);
+
+    linear(p.v_w->value.data(), p.v_b->value.data(), x, &out.v[r], 1, d);
+    if (with_selection) {
+      linear(p.selection_w->value.data(), p.selection_b->value.data(), h, out.selection_logits.data() + r * e, e, d);
+    }
+  }
+  return out;
+}
+
+void OptionController::backward(const ControllerEvaluation& evaluation, std::span<const float> hidden,
+                                std::span<const int32_t> masks, std::span<const float> d_beta, std::span<const float> d_q,
+                                std::span<const float> d_v, std::span<const float> d_selection) {
+  const int64_t d = hidden_size_, e = num_experts_, k_hat = config_.k_hat;
+  const int64_t embedding = config_.embedding_dim, set = config_.set_dim, width = config_.hidden, input = d + set;
+  const int64_t rows = evaluation.rows;
+  const Pieces p = pieces();
+  std::vector<float> d_phi_out(static_cast<size_t>(e * set), 0.0f);
+  std::vector<float> act(static_cast<size_t>(width)), d_act(static_cast<size_t>(width)), d_x(static_cast<size_t>(input));
+  std::vector<float> d_z(static_cast<size_t>(set));
+  // Rows in order, one thread: gradients are sums whose order must not depend on threads.
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = evaluation.x.data() + r * input;
+    std::fill(d_x.begin(), d_x.end(), 0.0f);
+    const float g_beta = d_beta.empty() ? 0.0f : d_beta[static_cast<size_t>(r)];
+    if (g_beta != 0.0f) {
+      const float beta = evaluation.beta[static_cast<size_t>(r)];
+      const float g_logit = g_beta * beta * (1.0f - beta);
+      const float* pre = evaluation.termination_hidden.data() + r * width;
+      for (int64_t j = 0; j < width; ++j) act[j] = gelu(pre[j]);
+      p.termination_b2->gradient.data()[0] += g_logit;
+      for (int64_t j = 0; j < width; ++j) {
+        p.termination_w2->gradient.data()[j] += g_logit * act[j];
+        d_act[j] = g_logit * p.termination_w2->value.data()[j] * gelu_derivative(pre[j]);
+      }
+      linear_backward(p.termination_w1->value.data(), x, d_act.data(), p.termination_w1->gradient.data(),
+                      p.termination_b1->gradient.data(), d_x.data(), width, input);
+    }
+    const float g_q = d_q.empty() ? 0.0f : d_q[static_cast<size_t>(r)];
+    if (g_q != 0.0f) {
+      const float* pre = evaluation.q_hidden.data() + r * width;
+      for (int64_t j = 0; j < width; ++j) act[j] = gelu(pre[j]);
+      p.q_b2->gradient.data()[0] += g_q;
+      for (int64_t j = 0; j < width; ++j) {
+        p.q_w2->gradient.data()[j] += g_q * act[j];
+        d_act[j] = g_q * p.q_w2->value.data()[j] * gelu_derivative(pre[j]);
+      }
+      linear_backward(p.q_w1->value.data(), x, d_act.data(), p.q_w1->gradient.data(), p.q_b1->gradient.data(),
+                      d_x.data(), width, input);
+    }
+    const float g_v = d_v.empty() ? 0.0f : d_v[static_cast<size_t>(r)];
+    if (g_v != 0.0f) linear_backward(p.v_w->value.data(), x, &g_v, p.v_w->gradient.data(), p.v_b->gradient.data(), nullptr, 1, d);
+    if (!d_selection.empty()) {
+      linear_backward(p.selection_w->value.data(), hidden.data() + r * d, d_selection.data() + r * e,
+                      p.selection_w->gradient.data(), p.selection_b->gradient.data(), nullptr, e, d);
+    }
+    // Through RMSNorm(z) (y = z * s): dz = s * (dy - y * mean(dy * y)); h is detached.
+    const float* y = x + d;
+    const float* dy = d_x.data() + d;
+    double mean = 0;
+    for (int64_t j = 0; j < set; ++j) mean += static_cast<double>(dy[j]) * y[j];
+    mean /= static_cast<double>(set);
+    bool any = false;
+    const float scale = evaluation.set_norm_scale[static_cast<size_t>(r)];
+    for (int64_t j = 0; j < set; ++j) {
+      d_z[j] = scale * (dy[j] - y[j] * static_cast<float>(mean));
+      any = any || d_z[j] != 0.0f;
+    }
+    if (!any) continue;
+    for (int64_t m = 0; m < k_hat; ++m) {
+      float* target = d_phi_out.data() + static_cast<int64_t>(masks[static_cast<size_t>(r * k_hat + m)]) * set;
+      for (int64_t j = 0; j < set; ++j) target[j] += d_z[j] / static_cast<float>(k_hat);
+    }
+  }
+  // Through phi for every expert that received gradient.
+  for (int64_t i = 0; i < e; ++i) {
+    const float* dy = d_phi_out.data() + i * set;
+    bool any = false;
+    for (int64_t j = 0; j < set && !any; ++j) any = dy[j] != 0.0f;
+    if (!any) continue;
+    const float* pre = evaluation.phi_hidden.data() + i * width;
+    for (int64_t j = 0; j < width; ++j) act[j] = gelu(pre[j]);
+    std::fill(d_act.begin(), d_act.end(), 0.0f);
+    linear_backward(p.phi_w2->value.data(), act.data(), dy, p.phi_w2->gradient.data(), p.phi_b2->gradient.data(),
+                    d_act.data(), set, width);
+    for (int64_t j = 0; j < width; ++j) d_act[j] *= gelu_derivative(pre[j]);
+    linear_backward(p.phi_w1->value.data(), p.expert_embedding->value.data() + i * embedding, d_act.data(),
+                    p.phi_w1->gradient.data(), p.phi_b1->gradient.data(),
+                    p.expert_embedding->gradient.data() + i * embedding, width, embedding);
+  }
+}
+
+void OptionController::clamp_termination_bias() {
+  float& bias = parameters_.get(controller_prefix(layer_) + "termination.b2").value.data()[0];
+  bias = std::clamp(bias, static_cast<float>(config_.termination_bias_min), static_cast<float>(config_.termination_bias_max));
+}
+
+}  // namespace temoe

@@ -1,0 +1,93 @@
+#pragma once
+// The option controllers: one per MoE layer, parameters replicated on every rank. For a token's
+// pre-MoE hidden state h (the router's input, detached) and a held mask w of k_hat experts:
+//   z(w)   = mean over i in w of phi(e_i),   phi = Linear -> GELU -> Linear on expert embeddings
+//   x      = [RMSNorm(h), RMSNorm(z(w))]     (parameter-free RMSNorms)
+//   beta   = sigmoid(MLP_beta(x))            termination probability
+//   Q(h,w) = MLP_Q(x)                        value of holding w
+//   V(h)   = linear(RMSNorm(h))              state value
+//   s(h)   = W_sel h + b_sel                 selection logits over E experts (W_sel starts as the router)
+// Forward and backward are written by hand: the MLPs are small and run on the host.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "src/learner/controller_config.hpp"
+#include "src/tensor/parameter_set.hpp"
+
+namespace temoe {
+
+// Outputs for a batch of (h, w) rows, plus what the backward needs.
+struct ControllerEvaluation {
+  int64_t rows = 0;
+  std::vector<float> beta;               // [rows]
+  std::vector<float> q;                  // [rows]
+  std::vector<float> v;                  // [rows]
+  std::vector<float> selection_logits;   // [rows, E] (only when asked for)
+  // Tape.
+  std::vector<float> phi_hidden;         // [E, hidden] pre-activation of phi
+  std::vector<float> phi_out;            // [E, set_dim]
+  std::vector<float> x;                  // [rows, D + set_dim]
+  std::vector<float> set_norm_scale;     // [rows] 1 / rms(z)
+  std::vector<float> termination_hidden; // [rows, hidden] pre-activation
+  std::vector<float> q_hidden;           // [rows, hidden] pre-activation
+};
+
+class OptionController {
+ public:
+  // Registers the parameters of layer `layer` in `parameters` (names "layer<l>.<piece>") and
+  // initialises them from `seed`; the selection head starts as `router_weight` ([E, D]).
+  OptionController(ParameterSet& parameters, int64_t layer, int64_t hidden_size, int64_t num_experts,
+                   const ControllerConfig& config, const float* router_weight, uint64_t seed);
+
+  int64_t layer() const { return layer_; }
+  int64_t num_experts() const { return num_experts_; }
+  int64_t hidden_size() const { return hidden_size_; }
+  const ControllerConfig& config() const { return config_; }
+
+  // hidden: [rows, D]; masks: rows * k_hat expert ids. with_selection adds s(h).
+  ControllerEvaluation evaluate(std::span<const float> hidden, std::span<const int32_t> masks, int64_t rows,
+                                bool with_selection) const;
+
+  // Accumulates parameter gradients of sum_r (d_beta[r] * beta[r] + d_q[r] * q[r] + d_v[r] * v[r]
+  // + d_selection[r] . s[r]); empty spans count as zeros.
+  void backward(const ControllerEvaluation& evaluation, std::span<const float> hidden, std::span<const int32_t> masks,
+                std::span<const float> d_beta, std::span<const float> d_q, std::span<const float> d_v,
+                std::span<const float> d_selection);
+
+  // Keeps the termination bias inside its configured range (after each optimizer step).
+  void clamp_termination_bias();
+
+ private:
+  struct Pieces {
+    Parameter* expert_embedding;  // [E, embedding_dim]
+    Parameter* phi_w1;            // [hidden, embedding_dim]
+    Parameter* phi_b1;            // [hidden]
+    Parameter* phi_w2;            // [set_dim, hidden]
+    Parameter* phi_b2;            // [set_dim]
+    Parameter* termination_w1;    // [hidden, D + set_dim]
+    Parameter* termination_b1;    // [hidden]
+    Parameter* termination_w2;    // [1, hidden]
+    Parameter* termination_b2;    // [1]
+    Parameter* q_w1;              // [hidden, D + set_dim]
+    Parameter* q_b1;              // [hidden]
+    Parameter* q_w2;              // [1, hidden]
+    Parameter* q_b2;              // [1]
+    Parameter* v_w;               // [1, D]
+    Parameter* v_b;               // [1]
+    Parameter* selection_w;       // [E, D]
+    Parameter* selection_b;       // [E]
+  };
+  Pieces pieces() const;
+
+  ParameterSet& parameters_;
+  int64_t layer_;
+  int64_t hidden_size_;
+  int64_t num_experts_;
+  ControllerConfig config_;
+};
+
+// The names of layer `layer`'s controller parameters start with this prefix.
+std::string controller_prefix(int64_t layer);
+
+}  // namespace temoe

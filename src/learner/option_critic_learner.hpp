@@ -1,0 +1,43 @@
+#pragma once
+// Option-critic actor-critic with GAE and a deliberation cost (DESIGN.md section 1), per layer:
+//   V and Q regress to their GAE targets (weight: value_coefficient);
+//   termination: minimise beta_t * stopgrad(Q(h_t, w_{t-1}) - V(h_t) + eta)   (t >= 1);
+//   selection, where the policy reloaded: -log pi_sel(w_t | h_t) * stopgrad(Q(h_t, w_t) - V(h_t)),
+// both advantages RMS-normalised per layer over the global batch. Losses are means over the global
+// batch: every rank adds the gradients of its own sequences, scaled by global counts, so that the
+// all-reduced sum over ranks is the gradient of the global mean whatever the world size.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "parallel/communicator.hpp"
+#include "src/learner/option_controller.hpp"
+#include "src/learner/student_rollout.hpp"
+
+namespace temoe {
+
+struct LayerLosses {
+  double value = 0;        // mean 0.5 (V - target)^2
+  double q_value = 0;      // mean 0.5 (Q - target)^2
+  double termination = 0;  // mean beta * normalised advantage
+  double selection = 0;    // mean -log pi * normalised advantage over reloads
+  double termination_probability = 0;  // mean beta_t (t >= 1)
+};
+
+class OptionCriticLearner {
+ public:
+  // `world` sums counts and normalisers over all ranks (every rank calls in step).
+  OptionCriticLearner(std::vector<OptionController>& controllers, Communicator& world)
+      : controllers_(controllers), world_(world) {}
+
+  // Adds this rank's contribution to every controller parameter's gradient (the caller zeroes
+  // them before and all-reduces them after). rewards, document_end: [B * T].
+  std::vector<LayerLosses> accumulate_gradients(const Rollout& rollout, std::span<const double> rewards,
+                                                std::span<const uint8_t> document_end, int64_t batch, int64_t time);
+
+ private:
+  std::vector<OptionController>& controllers_;
+  Communicator& world_;
+};
+
+}  // namespace temoe
