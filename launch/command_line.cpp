@@ -41,7 +41,8 @@ po::options_description configuration_keys() {
       ("controller.lambda", po::value<double>()->default_value(0.95), "GAE lambda")
       ("controller.value_coefficient", po::value<double>()->default_value(0.01), "weight of the V and Q losses")
       ("rollout.mode", po::value<std::string>()->default_value("teacher_forced"), "teacher_forced or sampled")
-      ("rollout.reward", po::value<std::string>()->default_value("log_ratio"), "log_ratio or kl")
+      ("rollout.reward", po::value<std::string>()->default_value("kl"),
+       "kl: -KL(teacher || student) at each position (dense, the teacher-forced default); log_ratio: log p_teacher - log p_student of the next token")
       ("eval.batches", po::value<int64_t>()->default_value(8), "held-out batches temoe eval scores")
       ("eval.cache_decay", po::value<double>()->default_value(0.9), "moving-average decay of the greedy cache baseline");
   return keys;
@@ -56,7 +57,9 @@ ParsedCommandLine parse_command_line(const std::string& command, const std::vect
   all.add(general).add(command_options).add(configuration_keys());
   ParsedCommandLine parsed;
   try {
-    po::store(po::command_line_parser(arguments).options(all).positional(positional).run(), parsed.values);
+    // No prefix guessing: --data.topic must not silently mean --data.topics.
+    const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(arguments).options(all).positional(positional).style(style).run(), parsed.values);
   } catch (const po::error& error) {
     TEMOE_FAIL("temoe " << command << ": " << error.what() << " (see 'temoe " << command << " --help')");
   }

@@ -7,7 +7,7 @@
 
 #include "launch/command_line.hpp"
 #include "launch/commands.hpp"
-#include "launch/controller_storage.hpp"
+#include "src/learner/controller_file.hpp"
 #include "launch/json_report.hpp"
 #include "launch/model_session.hpp"
 #include "launch/training_setup.hpp"

@@ -22,7 +22,10 @@ const std::map<std::string, Command>& commands() {
       {"forward", {temoe::launch::run_forward, "logits of a model for a batch of token sequences (.npy in, .npy out)"}},
       {"init-model", {temoe::launch::run_init_model, "write a random model in the Hugging Face safetensors layout"}},
       {"inspect", {temoe::launch::run_inspect, "architecture, parameter counts and bytes per rank of a model"}},
+      {"train", {temoe::launch::run_train, "train the option controllers (teacher-forced, data-parallel under mpirun)"}},
+      {"eval", {temoe::launch::run_eval, "a trained controller against top-k, fixed, random and greedy-cache baselines"}},
       {"bench", {temoe::launch::run_bench, "benchmarks: 'bench forward' against BLAS and the PyTorch reference"}},
+      {"make-data", {temoe::launch::run_make_data, "write the synthetic topic-language training data (HDF5)"}},
   };
   return table;
 }

@@ -5,7 +5,7 @@
 
 #include "launch/command_line.hpp"
 #include "launch/commands.hpp"
-#include "launch/controller_storage.hpp"
+#include "src/learner/controller_file.hpp"
 #include "launch/model_session.hpp"
 #include "launch/progress_log.hpp"
 #include "launch/training_setup.hpp"
@@ -107,7 +107,7 @@ int run_train(const Arguments& arguments) {
                   metrics.switch_rate, metrics.kl);
     }
   }
-  if (world.rank() == 0) save_controller(controller_file(run_directory), trainer, values);
+  if (world.rank() == 0) save_controller(controller_file(run_directory), trainer.parameters(), resolved_configuration(values));
   world.barrier();
   return 0;
 }
