@@ -7,5 +7,7 @@ namespace temoe::launch {
 
 int bench_forward(const Arguments& arguments);
 int bench_dispatch(const Arguments& arguments);
+int bench_checkpoint(const Arguments& arguments);
+int bench_train(const Arguments& arguments);
 
 }  // namespace temoe::launch

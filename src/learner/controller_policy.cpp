@@ -34,14 +34,17 @@ LayerDecisions ControllerPolicy::decide(const LayerView& view) {
     held[static_cast<size_t>(b)] = router_top_set(*view.router_logits, b * time, k_hat);
     record_mask(decisions, b * time, held[static_cast<size_t>(b)], held[static_cast<size_t>(b)], true, false);
   }
-  std::vector<float> rows(static_cast<size_t>(batch * d));
+  // Everything that does not depend on the masks, for all positions at once.
+  const HiddenProjection projection =
+      controller.project(std::span<const float>(hidden, static_cast<size_t>(count * d)), count, /*with_selection=*/true);
+  std::vector<int64_t> rows(static_cast<size_t>(batch));
   std::vector<int32_t> row_masks(static_cast<size_t>(batch * k_hat));
   for (int64_t t = 1; t < time; ++t) {
     for (int64_t b = 0; b < batch; ++b) {
-      std::copy(hidden + (b * time + t) * d, hidden + (b * time + t + 1) * d, rows.begin() + b * d);
+      rows[static_cast<size_t>(b)] = b * time + t;
       std::copy(held[static_cast<size_t>(b)].begin(), held[static_cast<size_t>(b)].end(), row_masks.begin() + b * k_hat);
     }
-    const ControllerEvaluation evaluation = controller.evaluate(rows, row_masks, batch, /*with_selection=*/true);
+    const ControllerEvaluation evaluation = controller.evaluate_rows(projection, rows, row_masks);
     for (int64_t b = 0; b < batch; ++b) {
       const int64_t position = b * time + t;
       const auto sequence = static_cast<uint64_t>(view.sequence_ids[static_cast<size_t>(b)]);

@@ -6,6 +6,7 @@
 
 #include "src/core/counter_random.hpp"
 #include "src/core/error.hpp"
+#include "src/tensor/cpu_backend.hpp"
 
 namespace temoe {
 
@@ -105,16 +106,36 @@ OptionController::Pieces OptionController::pieces() const {
           get("selection.w"), get("selection.b")};
 }
 
-ControllerEvaluation OptionController::evaluate(std::span<const float> hidden, std::span<const int32_t> masks,
-                                                int64_t rows, bool with_selection) const {
-  const int64_t d = hidden_size_, e = num_experts_, k_hat = config_.k_hat;
-  const int64_t embedding = config_.embedding_dim, set = config_.set_dim, width = config_.hidden, input = d + set;
+namespace {
+
+// Rows [0, rows) x columns [first, first + width) of a row-major [rows, stride] matrix, copied.
+Tensor columns(const Tensor& matrix, int64_t first, int64_t width) {
+  const int64_t rows = matrix.dim(0), stride = matrix.dim(1);
+  Tensor out({rows, width});
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy(matrix.data() + r * stride + first, matrix.data() + r * stride + first + width, out.data() + r * width);
+  }
+  return out;
+}
+
+Tensor transposed(const float* data, int64_t rows, int64_t cols) {
+  Tensor out({cols, rows});
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) out.data()[c * rows + r] = data[r * cols + c];
+  }
+  return out;
+}
+
+}  // namespace
+
+HiddenProjection OptionController::project(std::span<const float> hidden, int64_t rows, bool with_selection) const {
+  const int64_t d = hidden_size_, e = num_experts_;
+  const int64_t embedding = config_.embedding_dim, set = config_.set_dim, width = config_.hidden;
   TEMOE_CHECK(static_cast<int64_t>(hidden.size()) == rows * d,
               "controller layer " << layer_ << ": hidden has " << hidden.size() << " values for " << rows << " rows x " << d);
-  TEMOE_CHECK(static_cast<int64_t>(masks.size()) == rows * k_hat,
-              "controller layer " << layer_ << ": " << masks.size() << " mask ids for " << rows << " rows x k_hat " << k_hat);
   const Pieces p = pieces();
-  ControllerEvaluation out;
+  CpuBackend backend;
+  HiddenProjection out;
   out.rows = rows;
   // phi(e_i) for every expert once: a mask's encoding is the mean of k_hat rows of this table.
   out.phi_hidden.resize(static_cast<size_t>(e * width));
@@ -126,21 +147,80 @@ ControllerEvaluation OptionController::evaluate(std::span<const float> hidden, s
     for (int64_t j = 0; j < width; ++j) activated[j] = gelu(pre[j]);
     linear(p.phi_w2->value.data(), p.phi_b2->value.data(), activated.data(), out.phi_out.data() + i * set, set, width);
   }
+  out.normed_hidden = Tensor({rows, d});
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* h = hidden.data() + r * d;
+    const float scale = rms_scale(h, d);
+    for (int64_t i = 0; i < d; ++i) out.normed_hidden.data()[r * d + i] = h[i] * scale;
+  }
+  // The h-parts of both MLPs' first layers and V, for all rows in one GEMM: [rows, 2 * width + 1].
+  Tensor stacked({2 * width + 1, d});
+  const Tensor termination_h = columns(p.termination_w1->value, 0, d), q_h = columns(p.q_w1->value, 0, d);
+  std::copy(termination_h.data(), termination_h.data() + width * d, stacked.data());
+  std::copy(q_h.data(), q_h.data() + width * d, stacked.data() + width * d);
+  std::copy(p.v_w->value.data(), p.v_w->value.data() + d, stacked.data() + 2 * width * d);
+  out.projected = Tensor({rows, 2 * width + 1});
+  if (rows > 0) backend.matmul_transposed(out.normed_hidden, stacked, out.projected, false);
+  if (with_selection) {
+    out.selection_logits.resize(static_cast<size_t>(rows * e));
+    Tensor logits({rows, e});
+    const Tensor h_tensor = Tensor::from_vector({rows, d}, std::vector<float>(hidden.begin(), hidden.end()));
+    if (rows > 0) backend.matmul_transposed(h_tensor, p.selection_w->value, logits, false);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < e; ++i) out.selection_logits[r * e + i] = logits.data()[r * e + i] + p.selection_b->value.data()[i];
+    }
+  }
+  return out;
+}
+
+ControllerEvaluation OptionController::evaluate(std::span<const float> hidden, std::span<const int32_t> masks,
+                                                int64_t rows, bool with_selection) const {
+  return evaluate_rows(project(hidden, rows, with_selection), {}, masks);
+}
+
+ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& projection,
+                                                     std::span<const int64_t> row_indices,
+                                                     std::span<const int32_t> masks) const {
+  const int64_t d = hidden_size_, e = num_experts_, k_hat = config_.k_hat;
+  const int64_t set = config_.set_dim, width = config_.hidden, input = d + set;
+  const bool all_rows = row_indices.empty();
+  const int64_t rows = all_rows ? projection.rows : static_cast<int64_t>(row_indices.size());
+  TEMOE_CHECK(static_cast<int64_t>(masks.size()) == rows * k_hat,
+              "controller layer " << layer_ << ": " << masks.size() << " mask ids for " << rows << " rows x k_hat " << k_hat);
+  const auto source = [&](int64_t r) { return all_rows ? r : row_indices[static_cast<size_t>(r)]; };
+  const Pieces p = pieces();
+  ControllerEvaluation out;
+  out.rows = rows;
+  out.phi_hidden = projection.phi_hidden;
+  out.phi_out = projection.phi_out;
+  if (all_rows) {
+    out.normed_hidden = projection.normed_hidden;
+    out.selection_logits = projection.selection_logits;
+  } else {
+    out.normed_hidden = Tensor({rows, d});
+    if (!projection.selection_logits.empty()) out.selection_logits.resize(static_cast<size_t>(rows * e));
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t from = source(r);
+      std::copy(projection.normed_hidden.data() + from * d, projection.normed_hidden.data() + (from + 1) * d,
+                out.normed_hidden.data() + r * d);
+      if (!out.selection_logits.empty()) {
+        std::copy(projection.selection_logits.begin() + from * e, projection.selection_logits.begin() + (from + 1) * e,
+                  out.selection_logits.begin() + r * e);
+      }
+    }
+  }
   out.beta.resize(static_cast<size_t>(rows));
   out.q.resize(static_cast<size_t>(rows));
   out.v.resize(static_cast<size_t>(rows));
-  out.x.resize(static_cast<size_t>(rows * input));
+  out.normed_set.resize(static_cast<size_t>(rows * set));
   out.set_norm_scale.resize(static_cast<size_t>(rows));
   out.termination_hidden.resize(static_cast<size_t>(rows * width));
   out.q_hidden.resize(static_cast<size_t>(rows * width));
-  if (with_selection) out.selection_logits.resize(static_cast<size_t>(rows * e));
-#pragma omp parallel for schedule(static) if (rows >= 64)
+  const float* termination_w1 = p.termination_w1->value.data();
+  const float* q_w1 = p.q_w1->value.data();
+  std::vector<float> z(static_cast<size_t>(set)), act(static_cast<size_t>(width));
   for (int64_t r = 0; r < rows; ++r) {
-    std::vector<float> z(static_cast<size_t>(set), 0.0f), act(static_cast<size_t>(width));
-    const float* h = hidden.data() + r * d;
-    float* x = out.x.data() + r * input;
-    const float h_scale = rms_scale(h, d);
-    for (int64_t i = 0; i < d; ++i) x[i] = h[i] * h_scale;
+    std::fill(z.begin(), z.end(), 0.0f);
     for (int64_t m = 0; m < k_hat; ++m) {
       const int32_t expert = masks[static_cast<size_t>(r * k_hat + m)];
       const float* row = out.phi_out.data() + static_cast<int64_t>(expert) * set;
@@ -149,24 +229,28 @@ ControllerEvaluation OptionController::evaluate(std::span<const float> hidden, s
     for (auto& value : z) value /= static_cast<float>(k_hat);
     const float z_scale = rms_scale(z.data(), set);
     out.set_norm_scale[r] = z_scale;
-    for (int64_t j = 0; j < set; ++j) x[d + j] = z[j] * z_scale;
-
+    float* nz = out.normed_set.data() + r * set;
+    for (int64_t j = 0; j < set; ++j) nz[j] = z[j] * z_scale;
+    const float* from_h = projection.projected.data() + source(r) * (2 * width + 1);
     float* t_pre = out.termination_hidden.data() + r * width;
-    linear(p.termination_w1->value.data(), p.termination_b1->value.data(), x, t_pre, width, input);
+    float* q_pre = out.q_hidden.data() + r * width;
+    for (int64_t o = 0; o < width; ++o) {
+      double t_sum = double(from_h[o]) + p.termination_b1->value.data()[o];
+      double q_sum = double(from_h[width + o]) + p.q_b1->value.data()[o];
+      for (int64_t j = 0; j < set; ++j) {
+        t_sum += double(termination_w1[o * input + d + j]) * nz[j];
+        q_sum += double(q_w1[o * input + d + j]) * nz[j];
+      }
+      t_pre[o] = static_cast<float>(t_sum);
+      q_pre[o] = static_cast<float>(q_sum);
+    }
     for (int64_t j = 0; j < width; ++j) act[j] = gelu(t_pre[j]);
     float logit;
     linear(p.termination_w2->value.data(), p.termination_b2->value.data(), act.data(), &logit, 1, width);
     out.beta[r] = sigmoid(logit);
-
-    float* q_pre = out.q_hidden.data() + r * width;
-    linear(p.q_w1->value.data(), p.q_b1->value.data(), x, q_pre, width, input);
     for (int64_t j = 0; j < width; ++j) act[j] = gelu(q_pre[j]);
     linear(p.q_w2->value.data(), p.q_b2->value.data(), act.data(), &out.q[r], 1, width);
-
-    linear(p.v_w->value.data(), p.v_b->value.data(), x, &out.v[r], 1, d);
-    if (with_selection) {
-      linear(p.selection_w->value.data(), p.selection_b->value.data(), h, out.selection_logits.data() + r * e, e, d);
-    }
+    out.v[r] = from_h[2 * width] + p.v_b->value.data()[0];
   }
   return out;
 }
@@ -178,55 +262,53 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
   const int64_t embedding = config_.embedding_dim, set = config_.set_dim, width = config_.hidden, input = d + set;
   const int64_t rows = evaluation.rows;
   const Pieces p = pieces();
+  CpuBackend backend;
+  // Gradients of the h-side pre-activations, [rows, 2 * width + 1]: termination, Q, V.
+  std::vector<float> d_projected(static_cast<size_t>(rows * (2 * width + 1)), 0.0f);
   std::vector<float> d_phi_out(static_cast<size_t>(e * set), 0.0f);
-  std::vector<float> act(static_cast<size_t>(width)), d_act(static_cast<size_t>(width)), d_x(static_cast<size_t>(input));
-  std::vector<float> d_z(static_cast<size_t>(set));
-  // Rows in order, one thread: gradients are sums whose order must not depend on threads.
+  std::vector<float> act(static_cast<size_t>(width)), d_nz(static_cast<size_t>(set)), d_z(static_cast<size_t>(set));
+  float* termination_w1_grad = p.termination_w1->gradient.data();
+  float* q_w1_grad = p.q_w1->gradient.data();
+  // Rows in order, one thread: the per-row sums must not depend on threads.
   for (int64_t r = 0; r < rows; ++r) {
-    const float* x = evaluation.x.data() + r * input;
-    std::fill(d_x.begin(), d_x.end(), 0.0f);
+    const float* nz = evaluation.normed_set.data() + r * set;
+    float* d_row = d_projected.data() + r * (2 * width + 1);
+    std::fill(d_nz.begin(), d_nz.end(), 0.0f);
+    const auto through_mlp = [&](float g_out, const float* pre, Parameter* w2, Parameter* b2, Parameter* w1, Parameter* b1,
+                                 float* w1_grad, float* d_pre) {
+      for (int64_t j = 0; j < width; ++j) act[j] = gelu(pre[j]);
+      b2->gradient.data()[0] += g_out;
+      for (int64_t j = 0; j < width; ++j) {
+        w2->gradient.data()[j] += g_out * act[j];
+        d_pre[j] = g_out * w2->value.data()[j] * gelu_derivative(pre[j]);
+        b1->gradient.data()[j] += d_pre[j];
+        for (int64_t k = 0; k < set; ++k) {
+          w1_grad[j * input + d + k] += d_pre[j] * nz[k];
+          d_nz[k] += d_pre[j] * w1->value.data()[j * input + d + k];
+        }
+      }
+    };
     const float g_beta = d_beta.empty() ? 0.0f : d_beta[static_cast<size_t>(r)];
     if (g_beta != 0.0f) {
       const float beta = evaluation.beta[static_cast<size_t>(r)];
-      const float g_logit = g_beta * beta * (1.0f - beta);
-      const float* pre = evaluation.termination_hidden.data() + r * width;
-      for (int64_t j = 0; j < width; ++j) act[j] = gelu(pre[j]);
-      p.termination_b2->gradient.data()[0] += g_logit;
-      for (int64_t j = 0; j < width; ++j) {
-        p.termination_w2->gradient.data()[j] += g_logit * act[j];
-        d_act[j] = g_logit * p.termination_w2->value.data()[j] * gelu_derivative(pre[j]);
-      }
-      linear_backward(p.termination_w1->value.data(), x, d_act.data(), p.termination_w1->gradient.data(),
-                      p.termination_b1->gradient.data(), d_x.data(), width, input);
+      through_mlp(g_beta * beta * (1.0f - beta), evaluation.termination_hidden.data() + r * width, p.termination_w2,
+                  p.termination_b2, p.termination_w1, p.termination_b1, termination_w1_grad, d_row);
     }
     const float g_q = d_q.empty() ? 0.0f : d_q[static_cast<size_t>(r)];
     if (g_q != 0.0f) {
-      const float* pre = evaluation.q_hidden.data() + r * width;
-      for (int64_t j = 0; j < width; ++j) act[j] = gelu(pre[j]);
-      p.q_b2->gradient.data()[0] += g_q;
-      for (int64_t j = 0; j < width; ++j) {
-        p.q_w2->gradient.data()[j] += g_q * act[j];
-        d_act[j] = g_q * p.q_w2->value.data()[j] * gelu_derivative(pre[j]);
-      }
-      linear_backward(p.q_w1->value.data(), x, d_act.data(), p.q_w1->gradient.data(), p.q_b1->gradient.data(),
-                      d_x.data(), width, input);
+      through_mlp(g_q, evaluation.q_hidden.data() + r * width, p.q_w2, p.q_b2, p.q_w1, p.q_b1, q_w1_grad, d_row + width);
     }
     const float g_v = d_v.empty() ? 0.0f : d_v[static_cast<size_t>(r)];
-    if (g_v != 0.0f) linear_backward(p.v_w->value.data(), x, &g_v, p.v_w->gradient.data(), p.v_b->gradient.data(), nullptr, 1, d);
-    if (!d_selection.empty()) {
-      linear_backward(p.selection_w->value.data(), hidden.data() + r * d, d_selection.data() + r * e,
-                      p.selection_w->gradient.data(), p.selection_b->gradient.data(), nullptr, e, d);
-    }
+    d_row[2 * width] = g_v;
+    p.v_b->gradient.data()[0] += g_v;
     // Through RMSNorm(z) (y = z * s): dz = s * (dy - y * mean(dy * y)); h is detached.
-    const float* y = x + d;
-    const float* dy = d_x.data() + d;
     double mean = 0;
-    for (int64_t j = 0; j < set; ++j) mean += static_cast<double>(dy[j]) * y[j];
+    for (int64_t j = 0; j < set; ++j) mean += static_cast<double>(d_nz[j]) * nz[j];
     mean /= static_cast<double>(set);
     bool any = false;
     const float scale = evaluation.set_norm_scale[static_cast<size_t>(r)];
     for (int64_t j = 0; j < set; ++j) {
-      d_z[j] = scale * (dy[j] - y[j] * static_cast<float>(mean));
+      d_z[j] = scale * (d_nz[j] - nz[j] * static_cast<float>(mean));
       any = any || d_z[j] != 0.0f;
     }
     if (!any) continue;
@@ -235,7 +317,33 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
       for (int64_t j = 0; j < set; ++j) target[j] += d_z[j] / static_cast<float>(k_hat);
     }
   }
+  if (rows > 0) {
+    // Weight gradients of the h-parts: [2 * width + 1, D] = d_projected^T . RMSNorm(h), one GEMM.
+    const Tensor d_projected_t = transposed(d_projected.data(), rows, 2 * width + 1);
+    const Tensor normed_t = transposed(evaluation.normed_hidden.data(), rows, d);
+    Tensor stacked_grad({2 * width + 1, d});
+    backend.matmul_transposed(d_projected_t, normed_t, stacked_grad, false);
+    for (int64_t o = 0; o < width; ++o) {
+      for (int64_t i = 0; i < d; ++i) {
+        termination_w1_grad[o * input + i] += stacked_grad.data()[o * d + i];
+        q_w1_grad[o * input + i] += stacked_grad.data()[(width + o) * d + i];
+      }
+    }
+    for (int64_t i = 0; i < d; ++i) p.v_w->gradient.data()[i] += stacked_grad.data()[2 * width * d + i];
+    if (!d_selection.empty()) {
+      // [E, D] += d_selection^T . h, and the bias.
+      const Tensor d_selection_t = transposed(d_selection.data(), rows, e);
+      const Tensor hidden_t = transposed(hidden.data(), rows, d);
+      Tensor selection_grad({e, d});
+      backend.matmul_transposed(d_selection_t, hidden_t, selection_grad, false);
+      for (int64_t i = 0; i < e * d; ++i) p.selection_w->gradient.data()[i] += selection_grad.data()[i];
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t i = 0; i < e; ++i) p.selection_b->gradient.data()[i] += d_selection[static_cast<size_t>(r * e + i)];
+      }
+    }
+  }
   // Through phi for every expert that received gradient.
+  std::vector<float> d_act(static_cast<size_t>(width));
   for (int64_t i = 0; i < e; ++i) {
     const float* dy = d_phi_out.data() + i * set;
     bool any = false;

@@ -7,7 +7,8 @@
 //   Q(h,w) = MLP_Q(x)                        value of holding w
 //   V(h)   = linear(RMSNorm(h))              state value
 //   s(h)   = W_sel h + b_sel                 selection logits over E experts (W_sel starts as the router)
-// Forward and backward are written by hand: the MLPs are small and run on the host.
+// Forward and backward are written by hand: the MLPs are small and run on the host. The parts
+// that see h (D wide) run as GEMMs over all rows at once; the mask-dependent parts are per row.
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -27,10 +28,22 @@ struct ControllerEvaluation {
   // Tape.
   std::vector<float> phi_hidden;         // [E, hidden] pre-activation of phi
   std::vector<float> phi_out;            // [E, set_dim]
-  std::vector<float> x;                  // [rows, D + set_dim]
+  Tensor normed_hidden;                  // [rows, D] RMSNorm(h)
+  std::vector<float> normed_set;         // [rows, set_dim] RMSNorm(z(w))
   std::vector<float> set_norm_scale;     // [rows] 1 / rms(z)
   std::vector<float> termination_hidden; // [rows, hidden] pre-activation
   std::vector<float> q_hidden;           // [rows, hidden] pre-activation
+};
+// The mask-independent part of a batch, computed once per layer with GEMMs over all rows: the
+// expert encodings phi(e_i), RMSNorm(h), the h-parts of the termination and Q first layers and V,
+// and the selection logits.
+struct HiddenProjection {
+  int64_t rows = 0;
+  std::vector<float> phi_hidden;        // [E, hidden]
+  std::vector<float> phi_out;           // [E, set_dim]
+  Tensor normed_hidden;                 // [rows, D]
+  Tensor projected;                     // [rows, 2 * hidden + 1]: termination, Q, V (without biases)
+  std::vector<float> selection_logits;  // [rows, E] (only when asked for)
 };
 
 class OptionController {
@@ -48,6 +61,13 @@ class OptionController {
   // hidden: [rows, D]; masks: rows * k_hat expert ids. with_selection adds s(h).
   ControllerEvaluation evaluate(std::span<const float> hidden, std::span<const int32_t> masks, int64_t rows,
                                 bool with_selection) const;
+
+  // The same in two parts, so that a scan over positions projects all rows once and then
+  // evaluates a few rows at a time with their masks. row_indices: rows of the projection to use
+  // (in order); masks: row_indices.size() * k_hat expert ids.
+  HiddenProjection project(std::span<const float> hidden, int64_t rows, bool with_selection) const;
+  ControllerEvaluation evaluate_rows(const HiddenProjection& projection, std::span<const int64_t> row_indices,
+                                     std::span<const int32_t> masks) const;
 
   // Accumulates parameter gradients of sum_r (d_beta[r] * beta[r] + d_q[r] * q[r] + d_v[r] * v[r]
   // + d_selection[r] . s[r]); empty spans count as zeros.

@@ -43,8 +43,9 @@ std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout
     const Tensor& hidden = rollout.hidden[static_cast<size_t>(layer)];
     const std::span<const float> rows(hidden.data(), static_cast<size_t>(hidden.numel()));
     LayerWork& w = work[static_cast<size_t>(layer)];
-    w.previous = controller.evaluate(rows, decisions.previous_masks, count, false);
-    w.current = controller.evaluate(rows, decisions.masks, count, true);
+    const HiddenProjection projection = controller.project(rows, count, /*with_selection=*/true);
+    w.previous = controller.evaluate_rows(projection, {}, decisions.previous_masks);
+    w.current = controller.evaluate_rows(projection, {}, decisions.masks);
     w.v_target.assign(static_cast<size_t>(count), 0.0);
     w.q_target.assign(static_cast<size_t>(count), 0.0);
     w.valid.assign(static_cast<size_t>(count), 0);

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The headline experiment: plain top-k switching, then controllers trained at several
+# deliberation costs and seeds, each evaluated against the baselines on the same held-out tokens;
+# prints the front (switch rate vs retention and KL, mean +- spread over seeds).
+#   bash launch/eta_sweep.sh [CONFIG] [ETAS] [SEEDS]      e.g. bash launch/eta_sweep.sh configs/testbed.cfg "0 0.02 0.05" "1 2 3"
+# Extra temoe options go in TEMOE_SWEEP_OPTIONS; ranks in TEMOE_RANKS (default 2).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+config=${1:-configs/testbed.cfg}
+etas=${2:-"0 0.02 0.05 0.1"}
+seeds=${3:-"1 2 3"}
+ranks=${TEMOE_RANKS:-2}
+out=${TEMOE_SWEEP_DIR:-runs/eta-sweep}
+read -r -a extra <<< "${TEMOE_SWEEP_OPTIONS:-}"
+mkdir -p "$out"
+for eta in $etas; do
+  for seed in $seeds; do
+    run="$out/eta-$eta-seed-$seed"
+    if [[ ! -f $run/eval.json ]]; then
+      bash launch/mpirun.sh -np "$ranks" ./build/temoe train --config "$config" --run-dir "$run" \
+        --controller.eta="$eta" --train.seed="$seed" --train.log_every=1000000 "${extra[@]}" > "$run.train.log"
+      bash launch/mpirun.sh -np "$ranks" ./build/temoe eval --config "$config" --run-dir "$run" \
+        --train.seed="$seed" --json "$run/eval.json" "${extra[@]}" > "$run.eval.log"
+    fi
+    echo "eta $eta seed $seed: $(tail -n +3 "$run.eval.log" | head -1)"
+  done
+done
+/usr/bin/python3 launch/summarize_sweep.py "$out"
