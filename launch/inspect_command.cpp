@@ -4,6 +4,7 @@
 
 #include "launch/command_line.hpp"
 #include "launch/commands.hpp"
+#include "launch/inspect_checkpoint.hpp"
 #include "launch/json_report.hpp"
 #include "src/core/error.hpp"
 #include "src/model/model_weights.hpp"
@@ -28,18 +29,21 @@ std::string human_bytes(double bytes) {
 int run_inspect(const Arguments& arguments) {
   po::options_description options("temoe inspect");
   options.add_options()
-      ("path", po::value<std::string>(), "model directory")
+      ("path", po::value<std::string>(), "model directory, or a checkpoint file (.h5) to print and verify")
       ("ep", po::value<int>()->default_value(1), "expert-parallel size to report bytes per rank for")
       ("json", po::value<std::string>(), "also write the figures to this JSON file");
   po::positional_options_description positional;
   positional.add("path", 1);
   const auto parsed = parse_command_line("inspect", arguments, options, positional);
   if (parsed.help) {
-    std::cout << command_help("temoe inspect DIR [--ep X] [--json FILE]", options);
+    std::cout << command_help("temoe inspect DIR [--ep X] [--json FILE]\n       temoe inspect FILE.h5 [--json FILE]", options);
     return 0;
   }
   const auto& values = parsed.values;
-  if (!values.count("path")) TEMOE_FAIL("temoe inspect: a model directory is required");
+  if (!values.count("path")) TEMOE_FAIL("temoe inspect: a model directory or a checkpoint file (.h5) is required");
+  if (std::filesystem::path(values["path"].as<std::string>()).extension() == ".h5") {
+    return inspect_checkpoint(values["path"].as<std::string>(), values.count("json") ? values["json"].as<std::string>() : "");
+  }
   const std::filesystem::path directory = values["path"].as<std::string>();
   const int ep = values["ep"].as<int>();
   const ModelConfig config = ModelConfig::from_file(directory / "config.json");

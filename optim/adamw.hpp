@@ -29,6 +29,8 @@ class AdamW {
   // First and second moments, one tensor per parameter in the set's order.
   std::vector<Tensor>& first_moments() { return first_moments_; }
   std::vector<Tensor>& second_moments() { return second_moments_; }
+  const std::vector<Tensor>& first_moments() const { return first_moments_; }
+  const std::vector<Tensor>& second_moments() const { return second_moments_; }
   const AdamWConfig& config() const { return config_; }
 
  private:
