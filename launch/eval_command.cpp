@@ -1,6 +1,7 @@
 // temoe eval: a trained controller (or none) on held-out data against the baselines of
 // DESIGN.md section 1 (plain top-k, one fixed mask per sequence, random switching at the
 // controller's measured rate, the greedy cache), all on the same tokens.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -148,6 +149,46 @@ int run_eval(const Arguments& arguments) {
     return score;
   };
 
+  // How much the teacher's experts tell about the hidden topic (when the data carry topic labels):
+  // I(topic; expert) per layer, in nats, over every routed slot of the evaluation batches.
+  std::vector<double> topic_expert_mutual_information;
+  if (dataset.has_topics()) {
+    const int64_t topics = dataset.topic_count;
+    std::vector<double> joint(static_cast<size_t>(layers * topics * experts), 0.0);
+    for (int64_t index = 0; index < batches; ++index) {
+      const data::SequenceBatch batch = sampler.batch(index, global_batch, slice.first, slice.count);
+      const Rollout teacher = run_rollout(*model->transformer, batch.tokens, batch.batch, batch.time, nullptr, batch.global_index, index);
+      for (int64_t layer = 0; layer < layers; ++layer) {
+        const auto& chosen = teacher.chosen_experts[static_cast<size_t>(layer)];
+        for (size_t slot = 0; slot < chosen.size(); ++slot) {
+          const int64_t topic = batch.topics[slot / static_cast<size_t>(model_config.top_k)];
+          if (topic >= 0) joint[static_cast<size_t>((layer * topics + topic) * experts + chosen[slot])] += 1;
+        }
+      }
+    }
+    world.all_reduce_sum(std::span<double>(joint));
+    for (int64_t layer = 0; layer < layers; ++layer) {
+      const double* table = joint.data() + layer * topics * experts;
+      double total = 0;
+      std::vector<double> by_topic(static_cast<size_t>(topics), 0.0), by_expert(static_cast<size_t>(experts), 0.0);
+      for (int64_t t = 0; t < topics; ++t) {
+        for (int64_t e = 0; e < experts; ++e) {
+          by_topic[t] += table[t * experts + e];
+          by_expert[e] += table[t * experts + e];
+          total += table[t * experts + e];
+        }
+      }
+      double information = 0;
+      for (int64_t t = 0; t < topics; ++t) {
+        for (int64_t e = 0; e < experts; ++e) {
+          const double p = table[t * experts + e] / total;
+          if (p > 0) information += p * std::log(p * total * total / (by_topic[t] * by_expert[e]));
+        }
+      }
+      topic_expert_mutual_information.push_back(information);
+    }
+  }
+
   ControllerPolicy controller_policy(controllers, /*sample=*/false, config.seed);
   FixedMaskPolicy fixed(k_hat);
   GreedyCachePolicy cache(k_hat, model_config.top_k, values["eval.cache_decay"].as<double>());
@@ -164,6 +205,10 @@ int run_eval(const Arguments& arguments) {
     report["trained"] = trained;
     report["k_hat"] = k_hat;
     report["tokens"] = controller.tokens;
+    if (!topic_expert_mutual_information.empty()) {
+      report["topic_expert_mutual_information"] = topic_expert_mutual_information;
+      report["topic_entropy"] = std::log(static_cast<double>(dataset.topic_count));
+    }
     report["baselines"] = {{"topk", top_k.to_json(layers, experts)},
                            {"fixed", fixed_score.to_json(layers, experts)},
                            {"random", random_score.to_json(layers, experts)},
@@ -181,6 +226,11 @@ int run_eval(const Arguments& arguments) {
     row("fixed", report["baselines"]["fixed"]);
     row("random", report["baselines"]["random"]);
     row("greedy cache", report["baselines"]["greedy_cache"]);
+    if (!topic_expert_mutual_information.empty()) {
+      std::printf("  topic/expert mutual information per layer (nats, of at most %.2f):", std::log(double(dataset.topic_count)));
+      for (double information : topic_expert_mutual_information) std::printf(" %.3f", information);
+      std::printf("\n");
+    }
     if (values.count("json")) write_json_report(values["json"].as<std::string>(), report);
   }
   world.barrier();
