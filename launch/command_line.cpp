@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 
+#include "launch/pretrain_keys.hpp"
 #include "src/core/error.hpp"
 
 
@@ -31,6 +32,9 @@ po::options_description configuration_keys() {
       ("train.weight_decay", po::value<double>()->default_value(0.0), "AdamW weight decay")
       ("train.clip_norm", po::value<double>()->default_value(1.0), "global gradient-norm clip")
       ("train.log_every", po::value<int64_t>()->default_value(10), "steps between progress lines")
+      ("train.checkpoint_every", po::value<int64_t>()->default_value(0),
+       "steps between checkpoints in the run directory (0: only at the end; one is always written at the end and on SIGTERM/SIGUSR1)")
+      ("train.keep_checkpoints", po::value<int>()->default_value(3), "committed checkpoints kept in the run directory (0: all)")
       ("controller.k_hat", po::value<int64_t>()->default_value(8), "experts in a held mask (k <= k_hat <= E)")
       ("controller.eta", po::value<double>()->default_value(0.02), "deliberation cost of a switch")
       ("controller.hidden", po::value<int64_t>()->default_value(64), "width of the controller MLPs")
@@ -45,6 +49,7 @@ po::options_description configuration_keys() {
        "kl: -KL(teacher || student) at each position (dense, the teacher-forced default); log_ratio: log p_teacher - log p_student of the next token")
       ("eval.batches", po::value<int64_t>()->default_value(8), "held-out batches temoe eval scores")
       ("eval.cache_decay", po::value<double>()->default_value(0.9), "moving-average decay of the greedy cache baseline");
+  keys.add(pretrain_configuration_keys());
   return keys;
 }
 

@@ -25,7 +25,10 @@ const std::map<std::string, Command>& commands() {
       {"train", {temoe::launch::run_train, "train the option controllers (teacher-forced, data-parallel under mpirun)"}},
       {"eval", {temoe::launch::run_eval, "a trained controller against top-k, fixed, random and greedy-cache baselines"}},
       {"bench", {temoe::launch::run_bench, "benchmarks: 'bench forward' against BLAS and the PyTorch reference"}},
+      // Hidden (no summary): commits checkpoints in a loop for the kill -9 test.
+      {"checkpoint-stress", {temoe::launch::run_checkpoint_stress, nullptr}},
       {"make-data", {temoe::launch::run_make_data, "write the synthetic topic-language training data (HDF5)"}},
+      {"pretrain", {temoe::launch::run_pretrain, "pretrain the MoE transformer on token data (expert-parallel under mpirun)"}},
   };
   return table;
 }
@@ -34,7 +37,9 @@ void print_usage(std::FILE* stream) {
   std::fprintf(stream,
                "temoe: temporally extended Mixture-of-Experts controllers on a frozen expert-parallel MoE model\n\n"
                "usage: temoe <command> [--config FILE] [--<section>.<key>=VALUE ...] [options]\n\ncommands:\n");
-  for (const auto& [name, command] : commands()) std::fprintf(stream, "  %-12s %s\n", name.c_str(), command.summary);
+  for (const auto& [name, command] : commands()) {
+    if (command.summary != nullptr) std::fprintf(stream, "  %-12s %s\n", name.c_str(), command.summary);
+  }
   std::fprintf(stream, "\n'temoe <command> --help' describes a command's options and the configuration keys.\n");
 }
 

@@ -1,7 +1,12 @@
 // temoe train: option-critic controllers on the frozen model, teacher-forced, data-parallel over
 // all ranks (experts spread over the expert-parallel group).
+#include <algorithm>
+#include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <optional>
+#include <sstream>
 
 #include "launch/command_line.hpp"
 #include "launch/commands.hpp"
@@ -10,12 +15,18 @@
 #include "launch/progress_log.hpp"
 #include "launch/training_setup.hpp"
 #include "parallel/mpi_communicator.hpp"
+#include "src/checkpoint/checkpoint.hpp"
+#include "src/checkpoint/checkpoint_directory.hpp"
 #include "src/core/error.hpp"
 #include "src/io/atomic_file.hpp"
 
 namespace temoe::launch {
 
 namespace {
+
+// The exit status of a run stopped by SIGTERM or SIGUSR1 after its checkpoint (slurm/train.sbatch
+// requeues the job on it). 1 is an error, 2 a usage error.
+constexpr int kCheckpointAndExitCode = 3;
 
 nlohmann::json metrics_json(const StepMetrics& metrics, double tokens_per_second) {
   nlohmann::json losses = nlohmann::json::array();
@@ -40,17 +51,66 @@ nlohmann::json metrics_json(const StepMetrics& metrics, double tokens_per_second
           {"tokens_per_s", tokens_per_second}};
 }
 
+// SIGTERM and SIGUSR1 only set this flag; the loop looks at it at each step boundary, where all ranks
+// agree on it, write one checkpoint and exit with kCheckpointAndExitCode. The handler stays
+// installed, so a second signal during the save just sets the flag again.
+volatile std::sig_atomic_t stop_requested = 0;
+
+extern "C" void request_stop(int) { stop_requested = 1; }
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  for (int signal_number : {SIGTERM, SIGUSR1}) sigaction(signal_number, &action, nullptr);
+}
+
+// The frozen model a run trains on: its architecture and the names and shapes of all its weights
+// (every file of the model directory, whatever share of the experts this rank loaded).
+ModelIdentity model_identity(const LoadedModel& model) {
+  std::vector<std::pair<std::string, Shape>> names_and_shapes;
+  for (const std::string& name : model.checkpoint->tensor_names()) {
+    names_and_shapes.emplace_back(name, model.checkpoint->entry(name).shape);
+  }
+  std::sort(names_and_shapes.begin(), names_and_shapes.end());
+  return {to_string(model.config.architecture), fingerprint_weights(names_and_shapes)};
+}
+
+// Keeps the lines of metrics.jsonl with step < `first_step` (a run that died after its last
+// checkpoint may have logged later steps, and a torn last line is dropped too).
+void truncate_metrics(const std::filesystem::path& file, int64_t first_step) {
+  if (!std::filesystem::exists(file)) return;
+  std::ostringstream kept;
+  {
+    std::ifstream stream(file);
+    for (std::string line; std::getline(stream, line);) {
+      const auto json = nlohmann::json::parse(line, nullptr, false);
+      if (json.is_discarded() || !json.is_object() || !json.contains("step")) continue;
+      if (json["step"].get<int64_t>() < first_step) kept << line << "\n";
+    }
+  }
+  write_file_atomically(file, [&](std::ostream& stream) { stream << kept.str(); });
+}
+
 }  // namespace
 
 int run_train(const Arguments& arguments) {
   po::options_description options("temoe train");
   options.add_options()
       ("model", po::value<std::string>(), "model directory (overrides model.dir)")
-      ("run-dir", po::value<std::string>(), "run directory: resolved config, metrics.jsonl, controller parameters");
+      ("run-dir", po::value<std::string>(),
+       "run directory: resolved config, metrics.jsonl, controller parameters, checkpoints (ckpt-<step>.h5 and latest)")
+      ("resume", po::bool_switch(), "continue from the run directory's latest checkpoint (an error if it has none); "
+                                    "without it, a run directory holding a checkpoint is resumed all the same");
   const auto parsed = parse_command_line("train", arguments, options);
   if (parsed.help) {
     std::cout << command_help("[mpirun -np N] temoe train --config FILE --run-dir DIR [--train.steps=N] [--train.seed=S] "
-                              "[--controller.eta=E] [--controller.k_hat=K] [--rollout.mode=teacher_forced]",
+                              "[--controller.eta=E] [--controller.k_hat=K] [--rollout.mode=teacher_forced] [--resume] "
+                              "[--train.checkpoint_every=N] [--train.keep_checkpoints=K]\n\n"
+                              "SIGTERM or SIGUSR1 makes every rank stop at the next step boundary after one checkpoint, "
+                              "with exit status " + std::to_string(kCheckpointAndExitCode) +
+                                  "; the next temoe train on the same run directory resumes from it.",
                               options);
     return 0;
   }
@@ -82,32 +142,121 @@ int run_train(const Arguments& arguments) {
   }
   data::BatchSampler sampler(dataset, {time, config.seed, true});
   ControllerTrainer trainer(*model->transformer, model->weights, config, world);
+  const int64_t checkpoint_every = values["train.checkpoint_every"].as<int64_t>();
+  const int keep_checkpoints = values["train.keep_checkpoints"].as<int>();
+  if (checkpoint_every < 0 || keep_checkpoints < 0) {
+    TEMOE_FAIL("temoe train: train.checkpoint_every >= 0 and train.keep_checkpoints >= 0 are required");
+  }
+  const std::string configuration = resolved_configuration(values);
+  const ModelIdentity identity = model_identity(*model);
+
+  // Rank 0 alone writes the run directory; it removes an interrupted commit's temporaries first.
+  std::unique_ptr<CheckpointDirectory> checkpoints;
+  if (world.rank() == 0) checkpoints = std::make_unique<CheckpointDirectory>(run_directory, keep_checkpoints);
+  world.barrier();
+
+  // Resume: every rank reads the latest checkpoint (it is small) and restores the replicated
+  // controllers and their AdamW state. Randomness and the data order are functions of
+  // (seed, step), so the step is all the per-rank state there is.
+  int64_t first_step = 0, total_tokens = 0;
+  std::optional<LoadedCheckpoint> loaded;
+  if (std::filesystem::exists(run_directory)) {
+    LoadOptions load_options;
+    load_options.expected_model = identity;
+    loaded = load_latest_checkpoint(run_directory, load_options);
+  }
+  if (!loaded && values["resume"].as<bool>()) {
+    TEMOE_FAIL("temoe train --resume: " << run_directory.string() << " holds no checkpoint to resume from");
+  }
+  if (loaded) {
+    const Checkpoint& checkpoint = loaded->checkpoint;
+    restore_parameter_set(checkpoint, "controller", trainer.parameters(), &trainer.optimizer());
+    first_step = checkpoint.step;
+    total_tokens = checkpoint.tokens;
+    if (first_step > steps) {
+      TEMOE_FAIL(loaded->file.string() << ": the checkpoint is at step " << first_step << ", past train.steps = " << steps);
+    }
+    if (world.rank() == 0) {
+      // Keys changed since the checkpoint (train.steps, say) are allowed; say which.
+      std::istringstream before(checkpoint.config), after(configuration);
+      std::vector<std::string> old_lines, new_lines;
+      for (std::string line; std::getline(before, line);) old_lines.push_back(line);
+      for (std::string line; std::getline(after, line);) new_lines.push_back(line);
+      std::string section;
+      for (const std::string& line : new_lines) {
+        if (!line.empty() && line.front() == '[') section = line;
+        else if (std::find(old_lines.begin(), old_lines.end(), line) == old_lines.end()) {
+          std::printf("temoe train: note: changed since the checkpoint: %s %s\n", section.c_str(), line.c_str());
+        }
+      }
+      std::printf("temoe train: resuming from %s at step %lld (written by %d ranks, now %d)\n", loaded->file.c_str(),
+                  static_cast<long long>(first_step), checkpoint.world_size(), world.size());
+    }
+  }
 
   std::unique_ptr<ProgressLog> log;
   if (world.rank() == 0) {
-    std::filesystem::create_directories(run_directory);
-    write_file_atomically(run_directory / "config.cfg",
-                          [&](std::ostream& stream) { stream << resolved_configuration(values); });
-    log = std::make_unique<ProgressLog>(run_directory / "metrics.jsonl", true, steps,
+    write_file_atomically(run_directory / "config.cfg", [&](std::ostream& stream) { stream << configuration; });
+    if (loaded) truncate_metrics(run_directory / "metrics.jsonl", first_step);
+    log = std::make_unique<ProgressLog>(run_directory / "metrics.jsonl", !loaded, steps,
                                         values["train.log_every"].as<int64_t>());
     std::printf("temoe train: %d ranks (ep %d), %lld sequences x %lld tokens per step, k_hat %lld, eta %g, %lld "
                 "controller parameters\n",
                 world.size(), model->grid->shape().ep_size, static_cast<long long>(global_batch),
                 static_cast<long long>(time), static_cast<long long>(config.controller.k_hat), config.controller.eta,
                 static_cast<long long>(trainer.parameters().element_count()));
+    std::fflush(stdout);
   }
+
+  // Rank 0 commits ckpt-<completed>.h5 (completed = optimizer updates so far = the next step index).
+  int64_t saved_step = loaded ? first_step : -1;
+  auto save_checkpoint = [&](int64_t completed) {
+    if (completed == saved_step) return;
+    saved_step = completed;
+    if (world.rank() != 0) return;
+    Checkpoint checkpoint;
+    checkpoint.config = configuration;
+    checkpoint.model = identity;
+    checkpoint.step = completed;
+    checkpoint.tokens = total_tokens;
+    checkpoint.parameter_sets.push_back(capture_parameter_set("controller", trainer.parameters(), &trainer.optimizer()));
+    checkpoint.ranks.assign(static_cast<size_t>(world.size()), RankState{{0}, {completed}});
+    checkpoint.metrics = nlohmann::json{{"tokens", total_tokens}}.dump();
+    const auto file = checkpoints->commit(checkpoint);
+    std::printf("temoe train: checkpoint %s\n", file.c_str());
+    std::fflush(stdout);
+  };
+
+  install_stop_handlers();
   const auto slice = data::data_parallel_slice(global_batch, world.rank(), world.size());
-  for (int64_t step = 0; step < steps; ++step) {
+  for (int64_t step = first_step; step < steps; ++step) {
     const auto start = std::chrono::steady_clock::now();
     const data::SequenceBatch batch = sampler.batch(step, global_batch, slice.first, slice.count);
     const StepMetrics metrics = trainer.step(batch, step);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    total_tokens += metrics.tokens;
     if (log) {
       log->record(step, metrics_json(metrics, static_cast<double>(metrics.tokens) / seconds), metrics.tokens,
                   metrics.switch_rate, metrics.kl);
     }
+    const int64_t completed = step + 1;
+    int64_t stop = stop_requested ? 1 : 0;
+    world.all_reduce_max(std::span<int64_t>(&stop, 1));
+    if (stop != 0 || (checkpoint_every > 0 && completed % checkpoint_every == 0) || completed == steps) {
+      save_checkpoint(completed);
+    }
+    if (stop != 0 && completed < steps) {
+      if (world.rank() == 0) {
+        std::printf("temoe train: stopped by a signal after step %lld; resume with the same command\n",
+                    static_cast<long long>(step));
+        std::fflush(stdout);
+      }
+      world.barrier();
+      return kCheckpointAndExitCode;
+    }
   }
-  if (world.rank() == 0) save_controller(controller_file(run_directory), trainer.parameters(), resolved_configuration(values));
+  save_checkpoint(steps);  // a resumed run with nothing left to do has it already
+  if (world.rank() == 0) save_controller(controller_file(run_directory), trainer.parameters(), configuration);
   world.barrier();
   return 0;
 }

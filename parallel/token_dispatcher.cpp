@@ -40,7 +40,7 @@ TokenDispatcher::TokenDispatcher(Communicator& expert_parallel, ExpertPlacement 
 }
 
 void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
-                               const LocalExpertFunction& apply) {
+                               const LocalExpertFunction& apply, DispatchTape* tape) {
   if (barrier_before_exchange_) communicator_.barrier();
   const auto start = Clock::now();
   const int ranks = communicator_.size(), me = communicator_.rank();
@@ -138,6 +138,21 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
   }
   statistics_.exchange_seconds += seconds_since(start);
 
+  if (tape) {
+    tape->tokens = tokens;
+    tape->top_k = top_k;
+    tape->width = width;
+    tape->slot_order = slot_order;
+    tape->pairs = pair;
+    tape->pairs_from.assign(static_cast<size_t>(ranks), 0);
+    for (int r = 0; r < ranks; ++r) {
+      tape->pairs_from[static_cast<size_t>(r)] = static_cast<int64_t>(return_counts[static_cast<size_t>(r)] / result_bytes);
+    }
+    tape->input = input.clone();  // the workspace is reused by the next layer
+    tape->expert_rows = expert_rows;
+    tape->expert_pairs = expert_pairs;
+  }
+
   const auto compute_start = Clock::now();
   Tensor results = workspace_rows(result_workspace_, pair, width);
   for (size_t local = 0; local < expert_rows.size(); ++local) {
@@ -189,6 +204,61 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
     statistics_.call_return_bytes.emplace_back(return_counts.begin(), return_counts.end());
   }
   statistics_.exchange_seconds += seconds_since(return_start);
+}
+
+void TokenDispatcher::dispatch_backward(const DispatchTape& tape, const Tensor& grad_slots, Tensor& grad_slot_inputs,
+                                        const LocalExpertBackwardFunction& apply_backward) {
+  const int ranks = communicator_.size(), me = communicator_.rank();
+  const int64_t width = tape.width;
+  check_shape(grad_slots, {tape.tokens * tape.top_k, width}, "dispatch_backward grad_slots");
+  check_shape(grad_slot_inputs, grad_slots.shape(), "dispatch_backward grad_slot_inputs");
+  TEMOE_CHECK(static_cast<int>(tape.slot_order.size()) == ranks && static_cast<int>(tape.pairs_from.size()) == ranks,
+              "rank " << me << ": dispatch_backward with a tape of a " << tape.slot_order.size()
+                      << "-rank dispatch in a group of " << ranks);
+  const size_t row_bytes = static_cast<size_t>(width) * 4;
+
+  // 1. Output gradients to the ranks that computed the outputs. Rank r numbered our pairs in the
+  //    order of slot_order[r], so what arrives is already in pair order: grad_output[pair].
+  std::vector<size_t> slot_counts(static_cast<size_t>(ranks)), pair_counts(static_cast<size_t>(ranks));
+  for (int r = 0; r < ranks; ++r) {
+    slot_counts[static_cast<size_t>(r)] = tape.slot_order[static_cast<size_t>(r)].size() * row_bytes;
+    pair_counts[static_cast<size_t>(r)] = static_cast<size_t>(tape.pairs_from[static_cast<size_t>(r)]) * row_bytes;
+  }
+  const auto slot_offsets = exclusive_prefix_sum(slot_counts), pair_offsets = exclusive_prefix_sum(pair_counts);
+  send_buffer_.resize(slot_offsets.back() + slot_counts.back());
+  const float* grad_data = grad_slots.data();
+  for (int r = 0; r < ranks; ++r) {
+    std::byte* cursor = send_buffer_.data() + slot_offsets[static_cast<size_t>(r)];
+    for (const int32_t slot : tape.slot_order[static_cast<size_t>(r)]) {
+      std::memcpy(cursor, grad_data + static_cast<int64_t>(slot) * width, row_bytes);
+      cursor += row_bytes;
+    }
+  }
+  Tensor grad_output = workspace_rows(grad_output_workspace_, tape.pairs, width);
+  communicator_.all_to_all_v(send_buffer_, slot_counts, slot_offsets,
+                             std::as_writable_bytes(std::span<float>(grad_output.data(), static_cast<size_t>(grad_output.numel()))),
+                             pair_counts, pair_offsets);
+
+  // 2. The local experts' backward, pair by pair.
+  Tensor grad_input = workspace_rows(grad_input_workspace_, tape.pairs, width);
+  for (size_t local = 0; local < tape.expert_rows.size(); ++local) {
+    if (tape.expert_rows[local].empty()) continue;
+    apply_backward(static_cast<int64_t>(local), tape.input, tape.expert_rows[local], tape.expert_pairs[local], grad_output,
+                   grad_input);
+  }
+
+  // 3. Input gradients back along the forward's path, one row per (token, slot).
+  back_buffer_.resize(slot_offsets.back() + slot_counts.back());
+  communicator_.all_to_all_v(std::as_bytes(std::span<const float>(grad_input.data(), static_cast<size_t>(grad_input.numel()))),
+                             pair_counts, pair_offsets, back_buffer_, slot_counts, slot_offsets);
+  float* result = grad_slot_inputs.data();
+  for (int r = 0; r < ranks; ++r) {
+    const std::byte* cursor = back_buffer_.data() + slot_offsets[static_cast<size_t>(r)];
+    for (const int32_t slot : tape.slot_order[static_cast<size_t>(r)]) {
+      std::memcpy(result + static_cast<int64_t>(slot) * width, cursor, row_bytes);
+      cursor += row_bytes;
+    }
+  }
 }
 
 }  // namespace temoe

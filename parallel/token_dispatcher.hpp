@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "parallel/communicator.hpp"
 #include "parallel/dispatch_statistics.hpp"
@@ -24,14 +25,47 @@ namespace temoe {
 using LocalExpertFunction = std::function<void(int64_t local_expert, const Tensor& input, std::span<const int32_t> rows,
                                                std::span<const int32_t> output_rows, Tensor& output)>;
 
+// The backward of a LocalExpertFunction call: from the gradients of its outputs (rows
+// `output_rows` of `grad_output`, [pairs, D]) to the gradients of its inputs, one per output row
+// (written to rows `output_rows` of `grad_input`, [pairs, D]). Weight gradients are the callee's.
+using LocalExpertBackwardFunction =
+    std::function<void(int64_t local_expert, const Tensor& input, std::span<const int32_t> rows,
+                       std::span<const int32_t> output_rows, const Tensor& grad_output, Tensor& grad_input)>;
+
+// What one dispatch() did, kept for dispatch_backward(): the reverse exchange reuses the forward's
+// plan (no counts exchange) and the expert owners keep the rows they computed on.
+struct DispatchTape {
+  int64_t tokens = 0;
+  int64_t top_k = 0;
+  int64_t width = 0;
+  // Token side: per destination rank, the slots whose results it returned, in its order.
+  std::vector<std::vector<int32_t>> slot_order;
+  // Owner side: (row, expert) pairs computed here, numbered in (source rank, row, position) order.
+  int64_t pairs = 0;
+  std::vector<int64_t> pairs_from;                  // pairs per source rank
+  Tensor input;                                     // [R, D] the rows received (the experts' input)
+  std::vector<std::vector<int32_t>> expert_rows;    // per local expert: rows of `input`
+  std::vector<std::vector<int32_t>> expert_pairs;   // per local expert: pair numbers
+};
+
 class TokenDispatcher {
  public:
   TokenDispatcher(Communicator& expert_parallel, ExpertPlacement placement);
 
   // hidden: [N, D] host tensor; experts: N * k global ids; slots: [N * k, D] receives the
   // expert output of every (token, slot).
+  // With `tape`, also records what the backward needs.
   void dispatch(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
-                const LocalExpertFunction& apply);
+                const LocalExpertFunction& apply, DispatchTape* tape = nullptr);
+
+  // The all-to-all in reverse, for gradients: the gradient of every (token, slot) output
+  // (grad_slots, [N * k, D]) goes to the rank that computed it, `apply_backward` turns it into the
+  // gradient of that pair's input there, and those come back into grad_slot_inputs ([N * k, D],
+  // row token * k + s: the gradient with respect to the hidden state the slot's expert read). The
+  // caller sums a token's slots in slot order, so the result does not depend on the ranks.
+  // Every rank of the group must call it, after the dispatch() that filled `tape`.
+  void dispatch_backward(const DispatchTape& tape, const Tensor& grad_slots, Tensor& grad_slot_inputs,
+                         const LocalExpertBackwardFunction& apply_backward);
 
   const DispatchStatistics& statistics() const { return statistics_; }
   void reset_statistics(bool record_calls = false) { statistics_.reset(communicator_.size(), record_calls); }
@@ -50,6 +84,7 @@ class TokenDispatcher {
   // every layer, which measured several times the all-to-all itself.
   std::vector<std::byte> send_buffer_, receive_buffer_, back_buffer_;
   Tensor input_workspace_, result_workspace_;
+  Tensor grad_output_workspace_, grad_input_workspace_;
 };
 
 }  // namespace temoe

@@ -52,6 +52,59 @@ class Backend {
 
   // x += y. x, y: same shape.
   virtual void add_in_place(Tensor& x, const Tensor& y) = 0;
+
+  // ---- Backward kernels (training). Every grad_* has the shape of the tensor it is the gradient
+  // of. Input gradients are overwritten unless `accumulate` says otherwise; weight gradients are
+  // always added to (so that they sum over micro-batches and expert groups). As in the forward,
+  // every output element is computed by one thread in a fixed order, so results do not depend on
+  // the thread count.
+
+  // out[m, n] (+)= sum_k a[m, k] * b[k, n]: the input gradient dX = dY W of y = x W^T.
+  // a: [M, K], b: [K, N], out: [M, N].
+  virtual void matmul(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) = 0;
+
+  // out[n, k] (+)= sum_m a[m, n] * b[m, k]: the weight gradient dW = dY^T X of y = x W^T.
+  // a: [M, N], b: [M, K], out: [N, K].
+  virtual void matmul_transposed_left(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) = 0;
+
+  // Backward of rms_norm: grad_x (+)= d/dx, grad_weight += d/dweight.
+  // x, grad_out, grad_x: [M, D]; weight, grad_weight: [D].
+  virtual void rms_norm_backward(const Tensor& x, const Tensor& weight, float eps, const Tensor& grad_out, Tensor& grad_x,
+                                 Tensor& grad_weight, bool accumulate) = 0;
+
+  // Backward of rotary, in place: rotates the gradient back (the transpose of the rotation).
+  // grad: [B, T, heads, head_dim].
+  virtual void rotary_backward(Tensor& grad, double theta) = 0;
+
+  // Backward of causal_attention (probabilities recomputed from q and k). q, grad_q: [B, T, H, hd];
+  // k, v, grad_k, grad_v: [B, T, KV, hd]; grad_out: [B, T, H, hd]. All three gradients overwritten.
+  virtual void causal_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& grad_out,
+                                         Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) = 0;
+
+  // Backward of softmax_rows: grad_logits = p * (grad_p - sum(p * grad_p)), row-wise.
+  // probabilities, grad_probabilities, grad_logits: [M, N].
+  virtual void softmax_rows_backward(const Tensor& probabilities, const Tensor& grad_probabilities,
+                                     Tensor& grad_logits) = 0;
+
+  // Backward of swiglu. gate, up, grad_out, grad_gate, grad_up: [M, F].
+  virtual void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& grad_out, Tensor& grad_gate,
+                               Tensor& grad_up) = 0;
+
+  // out[rows[i]] += source[i], i ascending (the backward of gather_rows; rows may repeat).
+  // source: [rows.size(), D]; out: [N, D].
+  virtual void scatter_add_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) = 0;
+
+  // Backward of combine_slots: grad_slots[m * S + s] = weights[m, s] * grad_out[m] and
+  // grad_weights[m, s] = <slots[m * S + s], grad_out[m]>. slots, grad_slots: [M * S, D];
+  // weights, grad_weights: [M, S]; grad_out: [M, D].
+  virtual void combine_slots_backward(const Tensor& slots, const Tensor& weights, const Tensor& grad_out,
+                                      Tensor& grad_slots, Tensor& grad_weights) = 0;
+
+  // Softmax cross-entropy per row: losses[m] = logsumexp(logits[m]) - logits[m, targets[m]], and
+  // grad_logits[m] = grad_scale * (softmax(logits[m]) - onehot(targets[m])). A negative target
+  // marks a row without a label (loss 0, gradient 0). logits, grad_logits: [M, V]; losses: [M].
+  virtual void cross_entropy(const Tensor& logits, std::span<const int32_t> targets, float grad_scale, Tensor& losses,
+                             Tensor& grad_logits) = 0;
 };
 
 // The backend for a device: CPU always; CUDA when built with it.

@@ -19,6 +19,22 @@ class CpuBackend final : public Backend {
   void scatter_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) override;
   void combine_slots(const Tensor& slots, const Tensor& weights, Tensor& out, bool accumulate) override;
   void add_in_place(Tensor& x, const Tensor& y) override;
+
+  void matmul(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) override;
+  void matmul_transposed_left(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) override;
+  void rms_norm_backward(const Tensor& x, const Tensor& weight, float eps, const Tensor& grad_out, Tensor& grad_x,
+                         Tensor& grad_weight, bool accumulate) override;
+  void rotary_backward(Tensor& grad, double theta) override;
+  void causal_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& grad_out,
+                                 Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) override;
+  void softmax_rows_backward(const Tensor& probabilities, const Tensor& grad_probabilities, Tensor& grad_logits) override;
+  void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& grad_out, Tensor& grad_gate,
+                       Tensor& grad_up) override;
+  void scatter_add_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) override;
+  void combine_slots_backward(const Tensor& slots, const Tensor& weights, const Tensor& grad_out, Tensor& grad_slots,
+                              Tensor& grad_weights) override;
+  void cross_entropy(const Tensor& logits, std::span<const int32_t> targets, float grad_scale, Tensor& losses,
+                     Tensor& grad_logits) override;
 };
 
 }  // namespace temoe

@@ -1,0 +1,33 @@
+#pragma once
+// The cos / sin tables of the rotary embedding (rotate-half convention), shared by the forward and
+// backward kernels so that both use bit-identical angles: computed in double, as the reference
+// computes its tables, then rounded once.
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace temoe {
+
+struct RotaryTable {
+  int64_t half = 0;
+  std::vector<float> cos;  // [time, half]
+  std::vector<float> sin;  // [time, half]
+};
+
+inline RotaryTable make_rotary_table(int64_t time, int64_t head_dim, double theta) {
+  RotaryTable table;
+  table.half = head_dim / 2;
+  table.cos.resize(static_cast<size_t>(time * table.half));
+  table.sin.resize(table.cos.size());
+  for (int64_t t = 0; t < time; ++t) {
+    for (int64_t i = 0; i < table.half; ++i) {
+      const double inverse_frequency = 1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(head_dim));
+      const double angle = static_cast<double>(t) * inverse_frequency;
+      table.cos[static_cast<size_t>(t * table.half + i)] = static_cast<float>(std::cos(angle));
+      table.sin[static_cast<size_t>(t * table.half + i)] = static_cast<float>(std::sin(angle));
+    }
+  }
+  return table;
+}
+
+}  // namespace temoe

@@ -1,0 +1,231 @@
+// temoe train's checkpoints end to end on a tiny random model: N + N steps with a stop between give
+// the same metrics lines and the same controller.h5 bytes as 2N in one go (1 and 2 ranks); a
+// checkpoint written by 2 ranks resumes on 1; SIGTERM / SIGUSR1 under mpirun stop every rank after
+// one checkpoint with exit status 3, and the resumed run ends where an uninterrupted one does; a
+// checkpoint of another controller shape is refused.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "src/learner/controller_file.hpp"
+#include "tests/support/shell_command.hpp"
+
+namespace temoe {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::CommandResult;
+using testing::run_shell_command;
+using testing::shell_quote;
+
+const std::string kBinary = TEMOE_BINARY;
+const std::string kMpirun = "bash " + shell_quote(std::string(TEMOE_SOURCE_DIR) + "/launch/mpirun.sh");
+constexpr int kCheckpointAndExitCode = 3;  // temoe train's status after a signal (see temoe train --help)
+
+class CheckpointResume : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    work_ = fs::temp_directory_path() / ("temoe-e2e-ckpt-" + std::to_string(::getpid()));
+    fs::remove_all(work_);
+    fs::create_directories(work_);
+    for (const std::string& command :
+         {kBinary + " make-data --out " + shell_quote(work_ / "data.h5") + " --seed 1 --data.documents=60",
+          kBinary + " init-model --arch mixtral --preset tiny --seed 3 --out " + shell_quote(work_ / "model")}) {
+      const auto result = run_shell_command(command);
+      ASSERT_EQ(result.exit_code, 0) << command << "\n" << result.output;
+    }
+  }
+  static void TearDownTestSuite() { fs::remove_all(work_); }
+
+  static std::string command(const std::string& name, int ranks, const std::string& extra) {
+    const std::string program = kBinary + " train --model " + shell_quote(work_ / "model") + " --data.path=" +
+                                shell_quote(work_ / "data.h5") + " --run-dir " + shell_quote(work_ / name) +
+                                " --controller.k_hat=4 --train.sequence_length=32 --train.batch_size=4"
+                                " --train.learning_rate=3e-3 --train.log_every=1000 " + extra;
+    return ranks == 1 ? program : kMpirun + " -np " + std::to_string(ranks) + " " + program;
+  }
+
+  static CommandResult train(const std::string& name, int ranks, const std::string& extra) {
+    return run_shell_command(command(name, ranks, extra), std::chrono::seconds(300));
+  }
+
+  // The metrics lines of a run, without the wall-clock figure.
+  static std::vector<nlohmann::json> metrics(const std::string& name) {
+    std::vector<nlohmann::json> lines;
+    std::ifstream stream(work_ / name / "metrics.jsonl");
+    for (std::string line; std::getline(stream, line);) {
+      lines.push_back(nlohmann::json::parse(line));
+      lines.back().erase("tokens_per_s");
+    }
+    return lines;
+  }
+
+  static std::string file_bytes(const fs::path& path) {
+    std::ifstream stream(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(stream), {});
+  }
+
+  static std::string latest(const std::string& name) {
+    std::ifstream stream(work_ / name / "latest");
+    std::string text;
+    std::getline(stream, text);
+    return text;
+  }
+
+  static void expect_identical_runs(const std::string& a, const std::string& b) {
+    const auto first = metrics(a), second = metrics(b);
+    ASSERT_EQ(first.size(), second.size()) << a << " vs " << b;
+    for (size_t i = 0; i < first.size(); ++i) {
+      EXPECT_EQ(first[i]["step"].get<int64_t>(), static_cast<int64_t>(i)) << b;
+      EXPECT_EQ(first[i].dump(), second[i].dump()) << a << " vs " << b << ", step " << i;
+    }
+    const std::string bytes = file_bytes(work_ / a / "controller.h5");
+    ASSERT_FALSE(bytes.empty());
+    EXPECT_TRUE(bytes == file_bytes(work_ / b / "controller.h5")) << a << " vs " << b << ": controller.h5 differs";
+  }
+
+  static fs::path work_;
+};
+
+fs::path CheckpointResume::work_;
+
+TEST_F(CheckpointResume, NPlusNStepsEqual2NStepsBitForBit) {
+  constexpr int kN = 3;
+  for (int ranks : {1, 2}) {
+    const std::string suffix = "-np" + std::to_string(ranks);
+    const std::string steps = " --train.steps=" + std::to_string(2 * kN);
+    auto result = train("straight" + suffix, ranks, steps);
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    result = train("split" + suffix, ranks, "--train.steps=" + std::to_string(kN));
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    EXPECT_EQ(latest("split" + suffix), "ckpt-" + std::to_string(kN) + ".h5");
+    // A crash after the checkpoint may have logged later steps: they are dropped on resume.
+    {
+      std::ofstream stream(work_ / ("split" + suffix) / "metrics.jsonl", std::ios::app);
+      stream << R"({"step": )" << kN << R"(, "reward": 123})" << "\n" << R"({"step": )";  // and a torn line
+    }
+    result = train("split" + suffix, ranks, "--resume" + steps);
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    EXPECT_NE(result.output.find("resuming from"), std::string::npos) << result.output;
+    expect_identical_runs("straight" + suffix, "split" + suffix);
+  }
+}
+
+TEST_F(CheckpointResume, ResumeIsAutomaticAndOldCheckpointsAreDeleted) {
+  auto result = train("auto", 1, "--train.steps=4 --train.checkpoint_every=1 --train.keep_checkpoints=2");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(work_ / "auto")) count += entry.path().extension() == ".h5" &&
+                                                                            entry.path().filename() != "controller.h5";
+  EXPECT_EQ(count, 2);
+  EXPECT_EQ(latest("auto"), "ckpt-4.h5");
+  // No --resume: the run directory's checkpoint is picked up all the same.
+  result = train("auto", 1, "--train.steps=6 --train.checkpoint_every=1 --train.keep_checkpoints=2");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("at step 4"), std::string::npos) << result.output;
+  EXPECT_EQ(metrics("auto").size(), 6u);
+  // --resume with nothing to resume is an error.
+  result = train("empty", 1, "--train.steps=2 --resume");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.output.find("no checkpoint"), std::string::npos) << result.output;
+}
+
+TEST_F(CheckpointResume, AnotherControllerShapeIsRefused) {
+  auto result = train("shape", 1, "--train.steps=1");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  result = train("shape", 1, "--train.steps=2 --controller.hidden=16");
+  EXPECT_NE(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("ckpt-1.h5"), std::string::npos) << result.output;
+  EXPECT_EQ(metrics("shape").size(), 1u);
+}
+
+// Controllers are replicated, so a checkpoint of 2 ranks loads on 1: the parameters, AdamW moments
+// and step come back exactly; the following steps agree with a 2-rank run only to rounding (sums
+// over ranks are added in another order, and the frozen model's GEMMs round rows by position).
+TEST_F(CheckpointResume, TwoRankCheckpointResumesOnOneRank) {
+  auto result = train("ws-2", 2, "--train.steps=3");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  // Resuming with nothing left to do writes controller.h5 from the restored parameters: exact.
+  result = train("ws-2", 1, "--train.steps=3");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("at step 3 (written by 2 ranks, now 1)"), std::string::npos) << result.output;
+  result = train("ws-straight", 2, "--train.steps=3");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(read_controller_values(work_ / "ws-2" / "controller.h5"),
+            read_controller_values(work_ / "ws-straight" / "controller.h5"));
+
+  result = train("ws-2", 1, "--train.steps=6");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  result = train("ws-straight", 2, "--train.steps=6");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto resumed = metrics("ws-2"), straight = metrics("ws-straight");
+  ASSERT_EQ(resumed.size(), 6u);
+  ASSERT_EQ(straight.size(), 6u);
+  for (size_t i = 0; i < resumed.size(); ++i) {
+    EXPECT_EQ(resumed[i]["step"].get<int64_t>(), static_cast<int64_t>(i));
+    EXPECT_EQ(resumed[i]["tokens"], straight[i]["tokens"]);
+    for (const char* key : {"reward", "kl", "gradient_norm"}) {
+      const double a = resumed[i][key].get<double>(), b = straight[i][key].get<double>();
+      EXPECT_NEAR(a, b, 1e-5 * std::max(1.0, std::fabs(a))) << key << " at step " << i;
+    }
+  }
+  const auto one = read_controller_values(work_ / "ws-2" / "controller.h5");
+  const auto two = read_controller_values(work_ / "ws-straight" / "controller.h5");
+  ASSERT_EQ(one.size(), two.size());
+  for (const auto& [name, values] : one) {
+    const auto& other = two.at(name);
+    ASSERT_EQ(values.size(), other.size()) << name;
+    for (size_t i = 0; i < values.size(); ++i) {
+      ASSERT_NEAR(values[i], other[i], 1e-6 * std::max(1.0f, std::fabs(values[i]))) << name << "[" << i << "]";
+    }
+  }
+}
+
+// Under mpirun -np 2: SIGTERM (twice, the second during the save) sent to the ranks, then SIGUSR1 sent to
+// mpirun (Open MPI forwards it), each after a checkpoint appears; both runs stop with status 3 after
+// one checkpoint; the third run finishes; the end equals an uninterrupted run bit for bit.
+TEST_F(CheckpointResume, SignalsStopAllRanksAfterACheckpointAndTheRunResumesExactly) {
+  const std::string options = "--train.steps=60 --train.checkpoint_every=3";
+  auto result = train("signal-straight", 2, options);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+
+  const fs::path directory = work_ / "signal";
+  const auto interrupt = [&](const std::string& signal_command) {
+    const fs::path script = work_ / "interrupt.sh";
+    {
+      std::ofstream stream(script);
+      stream << command("signal", 2, options) << " &\n"
+             << "pid=$!\n"
+             << "before=$(cat " << shell_quote(directory / "latest") << " 2> /dev/null || true)\n"
+             << "for i in $(seq 3000); do\n"
+             << "  now=$(cat " << shell_quote(directory / "latest") << " 2> /dev/null || true)\n"
+             << "  [[ -n $now && $now != \"$before\" ]] && break\n"
+             << "  sleep 0.02\n"
+             << "done\n"
+             << signal_command << "\n"
+             << "wait $pid\n";
+    }
+    return run_shell_command("bash " + shell_quote(script), std::chrono::seconds(300));
+  };
+  // The ranks are mpirun's children (Open MPI 4 starts local ranks itself).
+  result = interrupt("ranks=$(pgrep -P $pid); kill -TERM $ranks; sleep 0.05; kill -TERM $ranks 2> /dev/null || true");
+  ASSERT_EQ(result.exit_code, kCheckpointAndExitCode) << result.output;
+  EXPECT_NE(result.output.find("stopped by a signal"), std::string::npos) << result.output;
+  const std::string first_stop = latest("signal");
+  result = interrupt("kill -USR1 $pid");
+  ASSERT_EQ(result.exit_code, kCheckpointAndExitCode) << result.output;
+  EXPECT_NE(latest("signal"), first_stop);
+  EXPECT_NE(latest("signal"), "ckpt-60.h5");
+  EXPECT_FALSE(fs::exists(directory / "controller.h5"));
+
+  result = train("signal", 2, options);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(latest("signal"), "ckpt-60.h5");
+  expect_identical_runs("signal-straight", "signal");
+}
+
+}  // namespace
+}  // namespace temoe
