@@ -14,7 +14,7 @@
 
 #include "src/checkpoint/content_hash.hpp"
 #include "src/checkpoint/fletcher32.hpp"
-#include "src/checkpoint/hdf5_handle.hpp"
+#include "src/io/hdf5_handle.hpp"
 
 namespace temoe {
 

@@ -4,27 +4,13 @@
 #include <unistd.h>
 
 #include "src/core/error.hpp"
+#include "src/io/hdf5_handle.hpp"
 
 namespace temoe {
 
 namespace {
 
-// Owns an HDF5 identifier and closes it with the matching function.
-class Handle {
- public:
-  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  ~Handle() {
-    if (id_ >= 0) close_(id_);
-  }
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  hid_t get() const { return id_; }
-  bool valid() const { return id_ >= 0; }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
-};
+using hdf5::Handle;
 
 void write_text_attribute(hid_t object, const char* name, const std::string& text) {
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);

@@ -1,4 +1,4 @@
-#include "src/checkpoint/hdf5_handle.hpp"
+#include "src/io/hdf5_handle.hpp"
 
 #include <vector>
 
