@@ -16,7 +16,8 @@ int run_bench(const Arguments& arguments) {
                  "MPI_Alltoallv of the same bytes\n"
                  "  checkpoint write and read MB/s of an HDF5 checkpoint, beside plain write(2)+fsync and read(2) of "
                  "the same bytes on the same disk\n"
-                 "  train      tokens/s of a controller training step beside one teacher forward on the same batch\n";
+                 "  train      tokens/s of a controller training step beside one teacher forward on the same batch\n"
+                 "  train-step tokens/s of a pretraining step beside PyTorch's eager forward+backward+AdamW\n";
     return arguments.empty() ? 2 : 0;
   }
   const Arguments rest(arguments.begin() + 1, arguments.end());
@@ -24,7 +25,8 @@ int run_bench(const Arguments& arguments) {
   if (arguments[0] == "dispatch") return bench_dispatch(rest);
   if (arguments[0] == "checkpoint") return bench_checkpoint(rest);
   if (arguments[0] == "train") return bench_train(rest);
-  TEMOE_FAIL("temoe bench: unknown benchmark '" << arguments[0] << "' (expected: forward, dispatch, train or checkpoint)");
+  if (arguments[0] == "train-step") return bench_train_step(rest);
+  TEMOE_FAIL("temoe bench: unknown benchmark '" << arguments[0] << "' (expected: forward, dispatch, train, train-step or checkpoint)");
 }
 
 }  // namespace temoe::launch

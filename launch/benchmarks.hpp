@@ -9,5 +9,6 @@ int bench_forward(const Arguments& arguments);
 int bench_dispatch(const Arguments& arguments);
 int bench_checkpoint(const Arguments& arguments);
 int bench_train(const Arguments& arguments);
+int bench_train_step(const Arguments& arguments);
 
 }  // namespace temoe::launch
