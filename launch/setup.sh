@@ -16,7 +16,7 @@ PACKAGES=(
   libopenblas-openmp-dev
   nlohmann-json3-dev
   libgtest-dev
-  python3 python3-numpy
+  python3 python3-numpy python3-h5py
 )
 # Extra package groups a caller can ask for: TEMOE_EXTRA_PACKAGES="python3-torch ..."
 read -r -a EXTRA <<< "${TEMOE_EXTRA_PACKAGES:-}"
