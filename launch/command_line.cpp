@@ -44,6 +44,8 @@ po::options_description configuration_keys() {
       ("controller.gamma", po::value<double>()->default_value(0.95), "discount")
       ("controller.lambda", po::value<double>()->default_value(0.95), "GAE lambda")
       ("controller.value_coefficient", po::value<double>()->default_value(0.01), "weight of the V and Q losses")
+      ("controller.selection_coefficient", po::value<double>()->default_value(1.0),
+       "weight of the selection loss (0: masks stay the selection head's initial choice, the router's top-k_hat)")
       ("rollout.mode", po::value<std::string>()->default_value("teacher_forced"), "teacher_forced or sampled")
       ("rollout.reward", po::value<std::string>()->default_value("kl"),
        "kl: -KL(teacher || student) at each position (dense, the teacher-forced default); log_ratio: log p_teacher - log p_student of the next token")

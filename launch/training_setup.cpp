@@ -16,6 +16,7 @@ TrainerConfig trainer_config_from(const po::variables_map& values) {
   controller.gamma = values["controller.gamma"].as<double>();
   controller.lambda = values["controller.lambda"].as<double>();
   controller.value_coefficient = values["controller.value_coefficient"].as<double>();
+  controller.selection_coefficient = values["controller.selection_coefficient"].as<double>();
   for (const auto& [key, value] : {std::pair<const char*, int64_t>{"controller.hidden", controller.hidden},
                                    {"controller.embedding_dim", controller.embedding_dim},
                                    {"controller.set_dim", controller.set_dim}}) {

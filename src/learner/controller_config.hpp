@@ -17,6 +17,7 @@ struct ControllerConfig {
   double gamma = 0.95;
   double lambda = 0.95;
   double value_coefficient = 0.01;   // weight of the V and Q regressions
+  double selection_coefficient = 1.0;  // weight of the selection loss (0: keep the router's choice)
 };
 
 }  // namespace temoe

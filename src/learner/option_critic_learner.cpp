@@ -119,7 +119,8 @@ std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout
         plackett_luce_gradient(logits, tuple, gradient);
         selection_loss -= plackett_luce_log_probability(logits, tuple) * advantage;
         for (int64_t e = 0; e < experts; ++e) {
-          d_selection[static_cast<size_t>(i * experts + e)] = static_cast<float>(-advantage * gradient[e] / selections);
+          d_selection[static_cast<size_t>(i * experts + e)] =
+              static_cast<float>(-controller.config().selection_coefficient * advantage * gradient[e] / selections);
         }
       }
     }
