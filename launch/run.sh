@@ -13,7 +13,10 @@ mkdir -p runs/testbed
 [[ -f runs/testbed/data.h5 ]] || ./build/temoe make-data --out runs/testbed/data.h5 --seed 1 --data.documents=2048 > /dev/null
 [[ -f runs/testbed/eval.h5 ]] || ./build/temoe make-data --out runs/testbed/eval.h5 --seed 2 --data.documents=256 > /dev/null
 run=runs/testbed/controller
-if [[ ! -f $run/controller.h5 || ${TEMOE_RETRAIN:-0} == 1 ]]; then
+if [[ ${TEMOE_RETRAIN:-0} == 1 ]]; then
+  rm -rf "$run"  # a run directory with checkpoints would otherwise be resumed, not retrained
+fi
+if [[ ! -f $run/controller.h5 ]]; then
   bash launch/mpirun.sh -np "$ranks" ./build/temoe train --config "$config" --run-dir "$run" "$@"
 fi
 bash launch/mpirun.sh -np "$ranks" ./build/temoe eval --config "$config" --run-dir "$run" --json "$run/eval.json"
