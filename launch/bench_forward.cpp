@@ -15,6 +15,7 @@
 #include "launch/json_report.hpp"
 #include "launch/model_session.hpp"
 #include "launch/random_tokens.hpp"
+#include "launch/reference_benchmark.hpp"
 #include "src/core/error.hpp"
 #include "src/io/npy_file.hpp"
 
@@ -50,28 +51,6 @@ double sgemm_gflops(const std::vector<GemmShape>& shapes, int repeats) {
     flops += 2.0 * static_cast<double>(shape.m * shape.n * shape.k * shape.repeat) * repeats;
   }
   return flops / seconds / 1e9;
-}
-
-// The PyTorch reference (Debian's python3-torch) on the same weights, tokens and threads.
-// Returns 0 when it cannot run, with the reason on stderr: the benchmark still reports the rest.
-double torch_tokens_per_s(const std::filesystem::path& model, const std::filesystem::path& tokens, int threads,
-                          int repeats, const std::string& python) {
-  const std::filesystem::path script = std::filesystem::path(TEMOE_SOURCE_DIR) / "tests/reference/bench_forward.py";
-  const std::string command = python + " " + script.string() + " --model " + model.string() + " --tokens " +
-                              tokens.string() + " --threads " + std::to_string(threads) + " --repeats " +
-                              std::to_string(repeats);
-  std::FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return 0;
-  std::string output;
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof(buffer), pipe)) output += buffer;
-  const int status = ::pclose(pipe);
-  try {
-    if (status == 0) return nlohmann::json::parse(output.substr(output.find('{')))["tokens_per_s"].get<double>();
-  } catch (...) {
-  }
-  std::cerr << "bench forward: the PyTorch reference did not run (" << command << "); torch_tokens_per_s = 0\n";
-  return 0;
 }
 
 }  // namespace
@@ -117,7 +96,11 @@ int bench_forward(const Arguments& arguments) {
   if (!values.count("no-torch")) {
     const auto token_file = std::filesystem::temp_directory_path() / ("temoe-bench-tokens-" + std::to_string(::getpid()) + ".npy");
     write_token_npy(token_file, tokens);
-    torch_rate = torch_tokens_per_s(model_dir, token_file, threads, repeats, values["python"].as<std::string>());
+    // The PyTorch reference on the same weights, tokens and thread count.
+    torch_rate = run_reference_benchmark("bench_forward.py",
+                                         "--model " + model_dir + " --tokens " + token_file.string() + " --threads " +
+                                             std::to_string(threads) + " --repeats " + std::to_string(repeats),
+                                         values["python"].as<std::string>());
     std::filesystem::remove(token_file);
   }
   std::printf("bench forward: %s, %lld x %lld tokens, %d threads\n", to_string(model->config.architecture).c_str(),

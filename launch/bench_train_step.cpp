@@ -14,6 +14,7 @@
 #include "launch/benchmarks.hpp"
 #include "launch/command_line.hpp"
 #include "launch/json_report.hpp"
+#include "launch/reference_benchmark.hpp"
 #include "parallel/mpi_communicator.hpp"
 #include "src/core/error.hpp"
 #include "src/data/topic_language.hpp"
@@ -24,29 +25,6 @@
 
 namespace temoe::launch {
 
-namespace {
-
-// The reference's eager training step; 0 (with the reason on stderr) when it cannot run.
-double torch_step_tokens_per_s(const std::string& model, const std::filesystem::path& tokens, int threads, int repeats,
-                               const std::string& python) {
-  const std::string script = std::string(TEMOE_SOURCE_DIR) + "/tests/reference/bench_train_step.py";
-  const std::string command = python + " " + script + " --model " + model + " --tokens " + tokens.string() +
-                              " --threads " + std::to_string(threads) + " --repeats " + std::to_string(repeats);
-  std::FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return 0;
-  std::string output;
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof(buffer), pipe)) output += buffer;
-  const int status = ::pclose(pipe);
-  try {
-    if (status == 0) return nlohmann::json::parse(output.substr(output.find('{')))["tokens_per_s"].get<double>();
-  } catch (...) {
-  }
-  std::cerr << "bench train-step: the PyTorch reference did not run (" << command << ")\n";
-  return 0;
-}
-
-}  // namespace
 
 int bench_train_step(const Arguments& arguments) {
   po::options_description options("temoe bench train-step");
@@ -116,7 +94,9 @@ int bench_train_step(const Arguments& arguments) {
       }
       const auto token_file = std::filesystem::temp_directory_path() / ("temoe-train-step-" + std::to_string(::getpid()) + ".npy");
       write_token_npy(token_file, tokens);
-      torch_rate = torch_step_tokens_per_s(model_dir, token_file, omp_get_max_threads(), repeats,
+      torch_rate = run_reference_benchmark("bench_train_step.py",
+                                           "--model " + model_dir + " --tokens " + token_file.string() + " --threads " +
+                                               std::to_string(omp_get_max_threads()) + " --repeats " + std::to_string(repeats),
                                            values["python"].as<std::string>());
       std::filesystem::remove(token_file);
     }

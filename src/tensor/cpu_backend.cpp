@@ -12,30 +12,13 @@
 
 namespace temoe {
 
-namespace {
-
-// Below this many elements of work a loop runs on one thread: forking and joining the team costs
-// more than it saves, and far more when the cores are shared with other processes.
-constexpr int64_t kParallelWork = 1 << 15;
-
-void require_cpu(const Tensor& tensor, const char* what) {
-  TEMOE_CHECK(tensor.device() == Device::cpu, what << " is on " << to_string(tensor.device())
-                                                   << ", the CPU backend needs host tensors");
-}
-
-void require_rank(const Tensor& tensor, int rank, const char* what) {
-  TEMOE_CHECK(tensor.rank() == rank, what << " has shape " << shape_string(tensor.shape()) << ", expected rank "
-                                          << rank);
-}
-
-}  // namespace
 
 void CpuBackend::matmul_transposed(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) {
-  require_cpu(a, "matmul a");
-  require_cpu(b, "matmul b");
-  require_cpu(out, "matmul out");
-  require_rank(a, 2, "matmul a");
-  require_rank(b, 2, "matmul b");
+  check_host(a, "matmul a");
+  check_host(b, "matmul b");
+  check_host(out, "matmul out");
+  check_rank(a, 2, "matmul a");
+  check_rank(b, 2, "matmul b");
   const int64_t m = a.dim(0), k = a.dim(1), n = b.dim(0);
   TEMOE_CHECK(b.dim(1) == k, "matmul: a " << shape_string(a.shape()) << " and b " << shape_string(b.shape())
                                           << " disagree on the inner dimension");
@@ -54,14 +37,14 @@ void CpuBackend::matmul_transposed(const Tensor& a, const Tensor& b, Tensor& out
 }
 
 void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
-  require_rank(x, 2, "rms_norm x");
+  check_rank(x, 2, "rms_norm x");
   const int64_t rows = x.dim(0), width = x.dim(1);
   check_shape(weight, {width}, "rms_norm weight");
   check_shape(out, x.shape(), "rms_norm out");
   const float* input = x.data();
   const float* scale = weight.data();
   float* output = out.data();
-#pragma omp parallel for schedule(static) if (rows * width >= kParallelWork)
+#pragma omp parallel for schedule(static) if (rows * width >= kCpuParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     const float* in_row = input + row * width;
     float* out_row = output + row * width;
@@ -75,7 +58,7 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tens
 }
 
 void CpuBackend::rotary(Tensor& x, double theta) {
-  require_rank(x, 4, "rotary x");
+  check_rank(x, 4, "rotary x");
   const int64_t batch = x.dim(0), time = x.dim(1), heads = x.dim(2), head_dim = x.dim(3);
   TEMOE_CHECK(head_dim % 2 == 0, "rotary: head_dim " << head_dim << " must be even");
   const int64_t half = head_dim / 2;
@@ -83,7 +66,7 @@ void CpuBackend::rotary(Tensor& x, double theta) {
   const std::vector<float>& cos_table = table.cos;
   const std::vector<float>& sin_table = table.sin;
   float* data = x.data();
-#pragma omp parallel for collapse(2) schedule(static) if (batch * time * heads * head_dim >= kParallelWork)
+#pragma omp parallel for collapse(2) schedule(static) if (batch * time * heads * head_dim >= kCpuParallelWork)
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t t = 0; t < time; ++t) {
       const float* cos_row = cos_table.data() + t * half;
@@ -101,9 +84,9 @@ void CpuBackend::rotary(Tensor& x, double theta) {
 }
 
 void CpuBackend::causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out) {
-  require_rank(q, 4, "attention q");
+  check_rank(q, 4, "attention q");
   const int64_t batch = q.dim(0), time = q.dim(1), heads = q.dim(2), head_dim = q.dim(3);
-  require_rank(k, 4, "attention k");
+  check_rank(k, 4, "attention k");
   const int64_t kv_heads = k.dim(2);
   check_shape(k, {batch, time, kv_heads, head_dim}, "attention k");
   check_shape(v, k.shape(), "attention v");
@@ -116,7 +99,7 @@ void CpuBackend::causal_attention(const Tensor& q, const Tensor& k, const Tensor
   const float* k_data = k.data();
   const float* v_data = v.data();
   float* out_data = out.data();
-#pragma omp parallel if (batch * heads * time * time * head_dim / 2 >= kParallelWork)
+#pragma omp parallel if (batch * heads * time * time * head_dim / 2 >= kCpuParallelWork)
   {
     std::vector<float> scores(static_cast<size_t>(time));
 #pragma omp for collapse(3) schedule(dynamic, 16)
@@ -155,10 +138,10 @@ void CpuBackend::causal_attention(const Tensor& q, const Tensor& k, const Tensor
 }
 
 void CpuBackend::softmax_rows(Tensor& x) {
-  require_rank(x, 2, "softmax x");
+  check_rank(x, 2, "softmax x");
   const int64_t rows = x.dim(0), width = x.dim(1);
   float* data = x.data();
-#pragma omp parallel for schedule(static) if (rows * width >= kParallelWork)
+#pragma omp parallel for schedule(static) if (rows * width >= kCpuParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     float* values = data + row * width;
     const float maximum = *std::max_element(values, values + width);
@@ -173,7 +156,7 @@ void CpuBackend::softmax_rows(Tensor& x) {
 }
 
 void CpuBackend::top_k_rows(const Tensor& x, int k, std::span<int32_t> indices, Tensor& values) {
-  require_rank(x, 2, "top_k x");
+  check_rank(x, 2, "top_k x");
   const int64_t rows = x.dim(0), width = x.dim(1);
   TEMOE_CHECK(k >= 1 && k <= width, "top_k: k = " << k << " for rows of width " << width);
   TEMOE_CHECK(static_cast<int64_t>(indices.size()) == rows * k,
@@ -181,7 +164,7 @@ void CpuBackend::top_k_rows(const Tensor& x, int k, std::span<int32_t> indices, 
   check_shape(values, {rows, k}, "top_k values");
   const float* data = x.data();
   float* value_data = values.data();
-#pragma omp parallel if (rows * width >= kParallelWork)
+#pragma omp parallel if (rows * width >= kCpuParallelWork)
   {
     std::vector<int32_t> order(static_cast<size_t>(width));
 #pragma omp for schedule(static)
@@ -206,12 +189,12 @@ void CpuBackend::swiglu(const Tensor& gate, const Tensor& up, Tensor& out) {
   const float* g = gate.data();
   const float* u = up.data();
   float* o = out.data();
-#pragma omp parallel for schedule(static) if (count >= kParallelWork)
+#pragma omp parallel for schedule(static) if (count >= kCpuParallelWork)
   for (int64_t i = 0; i < count; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
 void CpuBackend::gather_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) {
-  require_rank(source, 2, "gather source");
+  check_rank(source, 2, "gather source");
   const int64_t count = source.dim(0), width = source.dim(1);
   check_shape(out, {static_cast<int64_t>(rows.size()), width}, "gather out");
   const float* in = source.data();
@@ -223,7 +206,7 @@ void CpuBackend::gather_rows(const Tensor& source, std::span<const int32_t> rows
 }
 
 void CpuBackend::scatter_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) {
-  require_rank(out, 2, "scatter out");
+  check_rank(out, 2, "scatter out");
   const int64_t count = out.dim(0), width = out.dim(1);
   check_shape(source, {static_cast<int64_t>(rows.size()), width}, "scatter source");
   const float* in = source.data();
@@ -235,15 +218,15 @@ void CpuBackend::scatter_rows(const Tensor& source, std::span<const int32_t> row
 }
 
 void CpuBackend::combine_slots(const Tensor& slots, const Tensor& weights, Tensor& out, bool accumulate) {
-  require_rank(weights, 2, "combine weights");
-  require_rank(out, 2, "combine out");
+  check_rank(weights, 2, "combine weights");
+  check_rank(out, 2, "combine out");
   const int64_t tokens = weights.dim(0), slot_count = weights.dim(1), width = out.dim(1);
   check_shape(slots, {tokens * slot_count, width}, "combine slots");
   TEMOE_CHECK(out.dim(0) == tokens, "combine out has " << out.dim(0) << " rows for " << tokens << " tokens");
   const float* slot_data = slots.data();
   const float* weight_data = weights.data();
   float* result = out.data();
-#pragma omp parallel for schedule(static) if (tokens * slot_count * width >= kParallelWork)
+#pragma omp parallel for schedule(static) if (tokens * slot_count * width >= kCpuParallelWork)
   for (int64_t token = 0; token < tokens; ++token) {
     float* row = result + token * width;
     if (!accumulate) std::fill(row, row + width, 0.0f);
@@ -261,7 +244,7 @@ void CpuBackend::add_in_place(Tensor& x, const Tensor& y) {
   const int64_t count = x.numel();
   float* a = x.data();
   const float* b = y.data();
-#pragma omp parallel for schedule(static) if (count >= kParallelWork)
+#pragma omp parallel for schedule(static) if (count >= kCpuParallelWork)
   for (int64_t i = 0; i < count; ++i) a[i] += b[i];
 }
 

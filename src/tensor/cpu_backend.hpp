@@ -5,6 +5,10 @@
 
 namespace temoe {
 
+// Below this many elements of work a loop runs on one thread: forking and joining the team costs
+// more than it saves, and far more when the cores are shared with other processes.
+inline constexpr int64_t kCpuParallelWork = 1 << 15;
+
 class CpuBackend final : public Backend {
  public:
   Device device() const override { return Device::cpu; }

@@ -15,30 +15,13 @@
 
 namespace temoe {
 
-namespace {
-
-// As in cpu_backend.cpp: below this many elements of work a loop runs on one thread, since forking
-// and joining the team costs more than it saves (far more when the cores are shared).
-constexpr int64_t kParallelWork = 1 << 15;
-
-void require_rank(const Tensor& tensor, int rank, const char* what) {
-  TEMOE_CHECK(tensor.rank() == rank, what << " has shape " << shape_string(tensor.shape()) << ", expected rank "
-                                          << rank);
-}
-
-void require_host(const Tensor& tensor, const char* what) {
-  TEMOE_CHECK(tensor.device() == Device::cpu, what << " is on " << to_string(tensor.device())
-                                                   << ", the CPU backend needs host tensors");
-}
-
-}  // namespace
 
 void CpuBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) {
-  require_host(a, "matmul a");
-  require_host(b, "matmul b");
-  require_host(out, "matmul out");
-  require_rank(a, 2, "matmul a");
-  require_rank(b, 2, "matmul b");
+  check_host(a, "matmul a");
+  check_host(b, "matmul b");
+  check_host(out, "matmul out");
+  check_rank(a, 2, "matmul a");
+  check_rank(b, 2, "matmul b");
   const int64_t m = a.dim(0), k = a.dim(1), n = b.dim(1);
   TEMOE_CHECK(b.dim(0) == k, "matmul: a " << shape_string(a.shape()) << " and b " << shape_string(b.shape())
                                           << " disagree on the inner dimension");
@@ -54,11 +37,11 @@ void CpuBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out, bool accu
 }
 
 void CpuBackend::matmul_transposed_left(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) {
-  require_host(a, "matmul_transposed_left a");
-  require_host(b, "matmul_transposed_left b");
-  require_host(out, "matmul_transposed_left out");
-  require_rank(a, 2, "matmul_transposed_left a");
-  require_rank(b, 2, "matmul_transposed_left b");
+  check_host(a, "matmul_transposed_left a");
+  check_host(b, "matmul_transposed_left b");
+  check_host(out, "matmul_transposed_left out");
+  check_rank(a, 2, "matmul_transposed_left a");
+  check_rank(b, 2, "matmul_transposed_left b");
   const int64_t m = a.dim(0), n = a.dim(1), k = b.dim(1);
   TEMOE_CHECK(b.dim(0) == m, "matmul_transposed_left: a " << shape_string(a.shape()) << " and b "
                                                           << shape_string(b.shape()) << " disagree on the row count");
@@ -75,7 +58,7 @@ void CpuBackend::matmul_transposed_left(const Tensor& a, const Tensor& b, Tensor
 
 void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, float eps, const Tensor& grad_out,
                                    Tensor& grad_x, Tensor& grad_weight, bool accumulate) {
-  require_rank(x, 2, "rms_norm_backward x");
+  check_rank(x, 2, "rms_norm_backward x");
   const int64_t rows = x.dim(0), width = x.dim(1);
   check_shape(weight, {width}, "rms_norm_backward weight");
   check_shape(grad_out, x.shape(), "rms_norm_backward grad_out");
@@ -88,7 +71,7 @@ void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, float 
   // y_i = x_i r w_i with r = (mean(x^2) + eps)^(-1/2), so
   // dx_j = r w_j dy_j - x_j r^3 / D * sum_i dy_i w_i x_i   and   dw_i = sum_rows dy_i x_i r.
   std::vector<float> inverse(static_cast<size_t>(rows));
-#pragma omp parallel for schedule(static) if (rows * width >= kParallelWork)
+#pragma omp parallel for schedule(static) if (rows * width >= kCpuParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     const float* in_row = input + row * width;
     const float* up_row = upstream + row * width;
@@ -108,7 +91,7 @@ void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, float 
     }
   }
   float* weight_gradient = grad_weight.data();
-#pragma omp parallel for schedule(static) if (rows * width >= kParallelWork)
+#pragma omp parallel for schedule(static) if (rows * width >= kCpuParallelWork)
   for (int64_t i = 0; i < width; ++i) {
     double sum = 0.0;
     for (int64_t row = 0; row < rows; ++row) {
@@ -119,7 +102,7 @@ void CpuBackend::rms_norm_backward(const Tensor& x, const Tensor& weight, float 
 }
 
 void CpuBackend::rotary_backward(Tensor& grad, double theta) {
-  require_rank(grad, 4, "rotary_backward grad");
+  check_rank(grad, 4, "rotary_backward grad");
   const int64_t batch = grad.dim(0), time = grad.dim(1), heads = grad.dim(2), head_dim = grad.dim(3);
   TEMOE_CHECK(head_dim % 2 == 0, "rotary_backward: head_dim " << head_dim << " must be even");
   const RotaryTable table = make_rotary_table(time, head_dim, theta);
@@ -127,7 +110,7 @@ void CpuBackend::rotary_backward(Tensor& grad, double theta) {
   float* data = grad.data();
   // The forward maps (x1, x2) to (x1 c - x2 s, x2 c + x1 s); the gradient goes through the
   // transpose: (dy1 c + dy2 s, dy2 c - dy1 s).
-#pragma omp parallel for collapse(2) schedule(static) if (batch * time * heads * head_dim >= kParallelWork)
+#pragma omp parallel for collapse(2) schedule(static) if (batch * time * heads * head_dim >= kCpuParallelWork)
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t t = 0; t < time; ++t) {
       const float* cos_row = table.cos.data() + t * half;
@@ -146,8 +129,8 @@ void CpuBackend::rotary_backward(Tensor& grad, double theta) {
 
 void CpuBackend::causal_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& grad_out,
                                            Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) {
-  require_rank(q, 4, "attention_backward q");
-  require_rank(k, 4, "attention_backward k");
+  check_rank(q, 4, "attention_backward q");
+  check_rank(k, 4, "attention_backward k");
   const int64_t batch = q.dim(0), time = q.dim(1), heads = q.dim(2), head_dim = q.dim(3), kv_heads = k.dim(2);
   check_shape(k, {batch, time, kv_heads, head_dim}, "attention_backward k");
   check_shape(v, k.shape(), "attention_backward v");
@@ -169,7 +152,7 @@ void CpuBackend::causal_attention_backward(const Tensor& q, const Tensor& k, con
   // With P = softmax(scale * q k^T) (causal) and out = P v:
   //   dv_j += P_tj dout_t,  dP_tj = <dout_t, v_j>,  dS_tj = P_tj (dP_tj - sum_j P_tj dP_tj),
   //   dq_t = scale sum_j dS_tj k_j,  dk_j += scale dS_tj q_t.
-#pragma omp parallel if (batch * heads * time * time * head_dim >= kParallelWork)
+#pragma omp parallel if (batch * heads * time * time * head_dim >= kCpuParallelWork)
   {
     std::vector<float> probabilities(static_cast<size_t>(time)), score_grads(static_cast<size_t>(time));
 #pragma omp for collapse(2) schedule(dynamic, 1)
@@ -235,14 +218,14 @@ void CpuBackend::causal_attention_backward(const Tensor& q, const Tensor& k, con
 
 void CpuBackend::softmax_rows_backward(const Tensor& probabilities, const Tensor& grad_probabilities,
                                        Tensor& grad_logits) {
-  require_rank(probabilities, 2, "softmax_backward probabilities");
+  check_rank(probabilities, 2, "softmax_backward probabilities");
   check_shape(grad_probabilities, probabilities.shape(), "softmax_backward grad_probabilities");
   check_shape(grad_logits, probabilities.shape(), "softmax_backward grad_logits");
   const int64_t rows = probabilities.dim(0), width = probabilities.dim(1);
   const float* p = probabilities.data();
   const float* g = grad_probabilities.data();
   float* out = grad_logits.data();
-#pragma omp parallel for schedule(static) if (rows * width >= kParallelWork)
+#pragma omp parallel for schedule(static) if (rows * width >= kCpuParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     double expected = 0.0;
     for (int64_t i = 0; i < width; ++i) expected += static_cast<double>(p[row * width + i]) * g[row * width + i];
@@ -265,7 +248,7 @@ void CpuBackend::swiglu_backward(const Tensor& gate, const Tensor& up, const Ten
   float* du = grad_up.data();
   // silu(g) = g s(g), s the logistic; silu'(g) = s(g) (1 + g (1 - s(g))). Outputs may alias inputs
   // element by element (each element is read before it is written).
-#pragma omp parallel for schedule(static) if (count >= kParallelWork)
+#pragma omp parallel for schedule(static) if (count >= kCpuParallelWork)
   for (int64_t i = 0; i < count; ++i) {
     const float gate_value = g[i], up_value = u[i], upstream = d[i];
     const float sigmoid = 1.0f / (1.0f + std::exp(-gate_value));
@@ -276,7 +259,7 @@ void CpuBackend::swiglu_backward(const Tensor& gate, const Tensor& up, const Ten
 }
 
 void CpuBackend::scatter_add_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) {
-  require_rank(out, 2, "scatter_add out");
+  check_rank(out, 2, "scatter_add out");
   const int64_t count = out.dim(0), width = out.dim(1);
   check_shape(source, {static_cast<int64_t>(rows.size()), width}, "scatter_add source");
   for (const int32_t row : rows) {
@@ -286,7 +269,7 @@ void CpuBackend::scatter_add_rows(const Tensor& source, std::span<const int32_t>
   float* result = out.data();
   // Rows may repeat, so columns are split over threads, never rows: each element sums its
   // contributions in index order.
-#pragma omp parallel for schedule(static) if (width >= 256 && static_cast<int64_t>(rows.size()) * width >= kParallelWork)
+#pragma omp parallel for schedule(static) if (width >= 256 && static_cast<int64_t>(rows.size()) * width >= kCpuParallelWork)
   for (int64_t column = 0; column < width; ++column) {
     for (size_t i = 0; i < rows.size(); ++i) result[rows[i] * width + column] += in[static_cast<int64_t>(i) * width + column];
   }
@@ -294,8 +277,8 @@ void CpuBackend::scatter_add_rows(const Tensor& source, std::span<const int32_t>
 
 void CpuBackend::combine_slots_backward(const Tensor& slots, const Tensor& weights, const Tensor& grad_out,
                                         Tensor& grad_slots, Tensor& grad_weights) {
-  require_rank(weights, 2, "combine_backward weights");
-  require_rank(grad_out, 2, "combine_backward grad_out");
+  check_rank(weights, 2, "combine_backward weights");
+  check_rank(grad_out, 2, "combine_backward grad_out");
   const int64_t tokens = weights.dim(0), slot_count = weights.dim(1), width = grad_out.dim(1);
   check_shape(slots, {tokens * slot_count, width}, "combine_backward slots");
   check_shape(grad_out, {tokens, width}, "combine_backward grad_out");
@@ -306,7 +289,7 @@ void CpuBackend::combine_slots_backward(const Tensor& slots, const Tensor& weigh
   const float* upstream = grad_out.data();
   float* slot_grads = grad_slots.data();
   float* weight_grads = grad_weights.data();
-#pragma omp parallel for schedule(static) if (tokens * slot_count * width >= kParallelWork)
+#pragma omp parallel for schedule(static) if (tokens * slot_count * width >= kCpuParallelWork)
   for (int64_t token = 0; token < tokens; ++token) {
     const float* up_row = upstream + token * width;
     for (int64_t s = 0; s < slot_count; ++s) {
@@ -326,7 +309,7 @@ void CpuBackend::combine_slots_backward(const Tensor& slots, const Tensor& weigh
 
 void CpuBackend::cross_entropy(const Tensor& logits, std::span<const int32_t> targets, float grad_scale, Tensor& losses,
                                Tensor& grad_logits) {
-  require_rank(logits, 2, "cross_entropy logits");
+  check_rank(logits, 2, "cross_entropy logits");
   const int64_t rows = logits.dim(0), width = logits.dim(1);
   TEMOE_CHECK(static_cast<int64_t>(targets.size()) == rows,
               "cross_entropy: " << targets.size() << " targets for " << rows << " rows of logits");
@@ -339,7 +322,7 @@ void CpuBackend::cross_entropy(const Tensor& logits, std::span<const int32_t> ta
   const float* in = logits.data();
   float* loss = losses.data();
   float* out = grad_logits.data();
-#pragma omp parallel for schedule(static) if (rows * width >= kParallelWork)
+#pragma omp parallel for schedule(static) if (rows * width >= kCpuParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     const float* values = in + row * width;
     float* grads = out + row * width;

@@ -90,4 +90,13 @@ void check_shape(const Tensor& tensor, const Shape& expected, const char* what) 
                                               << ", expected " << shape_string(expected));
 }
 
+void check_rank(const Tensor& tensor, int rank, const char* what) {
+  TEMOE_CHECK(tensor.rank() == rank, what << " has shape " << shape_string(tensor.shape()) << ", expected rank " << rank);
+}
+
+void check_host(const Tensor& tensor, const char* what) {
+  TEMOE_CHECK(tensor.device() == Device::cpu, what << " is on " << to_string(tensor.device())
+                                                   << ", the CPU backend needs host tensors");
+}
+
 }  // namespace temoe

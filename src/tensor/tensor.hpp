@@ -52,5 +52,9 @@ class Tensor {
 
 // Throws with both shapes when `tensor` does not have `expected` shape; `what` names the argument.
 void check_shape(const Tensor& tensor, const Shape& expected, const char* what);
+// Throws, naming the argument and its shape, unless `tensor` has `rank` axes.
+void check_rank(const Tensor& tensor, int rank, const char* what);
+// Throws unless `tensor` lives in host memory (what the CPU kernels need).
+void check_host(const Tensor& tensor, const char* what);
 
 }  // namespace temoe
