@@ -12,6 +12,7 @@
 
 #include "src/data/token_dataset.hpp"
 #include "src/data/topic_language.hpp"
+#include "tests/support/scratch_directory_test.hpp"
 
 namespace temoe::data {
 namespace {
@@ -37,22 +38,10 @@ Result run_temoe(const std::string& arguments) {
   return result;
 }
 
-class MakeDataCommand : public ::testing::Test {
+class MakeDataCommand : public testing::ScratchDirectoryTest {
  protected:
-  void SetUp() override {
-    directory_ = fs::path(::testing::TempDir()) /
-                 ("temoe_make_data_" + std::to_string(::getpid()) + "_" +
-                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(directory_);
-    fs::create_directories(directory_);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(directory_, ignored);
-  }
   std::string path(const std::string& name) const { return "'" + (directory_ / name).string() + "'"; }
 
-  fs::path directory_;
 };
 
 TEST_F(MakeDataCommand, WritesTheFileAndItsStatistics) {

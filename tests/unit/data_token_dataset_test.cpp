@@ -13,6 +13,7 @@
 
 #include "src/core/error.hpp"
 #include "src/data/token_dataset.hpp"
+#include "tests/support/scratch_directory_test.hpp"
 
 namespace temoe::data {
 namespace {
@@ -84,19 +85,8 @@ class RawFile {
   hid_t file_;
 };
 
-class TokenDatasetTest : public ::testing::Test {
+class TokenDatasetTest : public testing::ScratchDirectoryTest {
  protected:
-  void SetUp() override {
-    directory_ = fs::path(::testing::TempDir()) /
-                 ("temoe_tokens_" + std::to_string(::getpid()) + "_" +
-                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(directory_);
-    fs::create_directories(directory_);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(directory_, ignored);
-  }
   fs::path path(const std::string& name) const { return directory_ / name; }
 
   // A valid file with two documents of 3 and 2 tokens, with whatever `change` does to it.
@@ -114,7 +104,6 @@ class TokenDatasetTest : public ::testing::Test {
     return message;
   }
 
-  fs::path directory_;
 };
 
 const std::vector<int32_t> kTokens = {1, 2, 3, 4, 5};

@@ -18,6 +18,7 @@
 #include "src/data/token_dataset.hpp"
 #include "src/data/topic_language.hpp"
 #include "src/data/topic_statistics.hpp"
+#include "tests/support/scratch_directory_test.hpp"
 
 namespace temoe::data {
 namespace {
@@ -42,22 +43,10 @@ std::string read_bytes(const fs::path& path) {
   return {std::istreambuf_iterator<char>(stream), std::istreambuf_iterator<char>()};
 }
 
-class TopicLanguageTest : public ::testing::Test {
+class TopicLanguageTest : public testing::ScratchDirectoryTest {
  protected:
-  void SetUp() override {
-    directory_ = fs::path(::testing::TempDir()) /
-                 ("temoe_topic_" + std::to_string(::getpid()) + "_" +
-                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(directory_);
-    fs::create_directories(directory_);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(directory_, ignored);
-  }
   fs::path path(const std::string& name) const { return directory_ / name; }
 
-  fs::path directory_;
 };
 
 // Long documents, so that few segments are cut by a document end: about 20,000 segments.

@@ -17,28 +17,17 @@
 
 #include "src/core/error.hpp"
 #include "src/io/npy_file.hpp"
+#include "tests/support/scratch_directory_test.hpp"
 
 namespace temoe {
 namespace {
 
 namespace fs = std::filesystem;
 
-class NpyFile : public ::testing::Test {
+class NpyFile : public testing::ScratchDirectoryTest {
  protected:
-  void SetUp() override {
-    directory_ = fs::path(::testing::TempDir()) /
-                 ("temoe_npy_" + std::to_string(::getpid()) + "_" +
-                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(directory_);
-    fs::create_directories(directory_);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(directory_, ignored);
-  }
   fs::path path(const std::string& name) const { return directory_ / name; }
 
-  fs::path directory_;
 };
 
 std::string read_bytes(const fs::path& path) {
