@@ -13,29 +13,16 @@
 #include "src/data/token_dataset.hpp"
 #include "src/data/topic_language.hpp"
 #include "tests/support/scratch_directory_test.hpp"
+#include "tests/support/shell_command.hpp"
 
 namespace temoe::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit_code = -1;
-  std::string output;
-};
-
 // Runs the temoe binary with `arguments` (already shell-quoted), stdout and stderr together.
-Result run_temoe(const std::string& arguments) {
-  const std::string command = std::string("'") + TEMOE_BINARY + "' " + arguments + " 2>&1";
-  Result result;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  size_t read = 0;
-  while ((read = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, read);
-  const int status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
+testing::CommandResult run_temoe(const std::string& arguments) {
+  return testing::run_shell_command(testing::shell_quote(TEMOE_BINARY) + " " + arguments);
 }
 
 class MakeDataCommand : public testing::ScratchDirectoryTest {
@@ -45,7 +32,7 @@ class MakeDataCommand : public testing::ScratchDirectoryTest {
 };
 
 TEST_F(MakeDataCommand, WritesTheFileAndItsStatistics) {
-  const Result result =
+  const auto result =
       run_temoe("make-data --out " + path("data.h5") + " --json " + path("stats.json") +
                 " --seed 3 --data.documents=50 --data.document_length=256 --data.topics=8 --data.vocab_size=256"
                 " --data.mean_segment_length=64 --data.own_vocabulary_probability=0.8");
@@ -73,7 +60,7 @@ TEST_F(MakeDataCommand, WritesTheFileAndItsStatistics) {
 }
 
 TEST_F(MakeDataCommand, RefusesBadFlagsByName) {
-  Result result = run_temoe("make-data --data.documents=5");
+  auto result = run_temoe("make-data --data.documents=5");
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.output.find("--out FILE.h5 is required"), std::string::npos) << result.output;
   result = run_temoe("make-data --out " + path("x.h5") + " --data.topics=1");
