@@ -1,14 +1,22 @@
 // temoe train's checkpoints end to end on a tiny random model: N + N steps with a stop between give
 // the same metrics lines and the same controller.h5 bytes as 2N in one go (1 and 2 ranks); a
 // checkpoint written by 2 ranks resumes on 1; SIGTERM / SIGUSR1 under mpirun stop every rank after
-// one checkpoint with exit status 3, and the resumed run ends where an uninterrupted one does; a
+// one checkpoint with exit status 3, and the resumed run ends where an uninterrupted one does; kill -9
+// of the whole job at random instants, many times, never leaves it without a loadable checkpoint; a
 // checkpoint of another controller shape is refused.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
 
 #include "src/learner/controller_file.hpp"
 #include "tests/support/shell_command.hpp"
@@ -225,6 +233,78 @@ TEST_F(CheckpointResume, SignalsStopAllRanksAfterACheckpointAndTheRunResumesExac
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_EQ(latest("signal"), "ckpt-60.h5");
   expect_identical_runs("signal-straight", "signal");
+}
+
+// Sends SIGKILL to every process whose command line mentions `text` (mpirun and its ranks), so that
+// nothing of a killed job keeps running, whatever process groups Open MPI put its ranks in.
+// Returns how many there were.
+int kill_processes_mentioning(const std::string& text) {
+  int killed = 0;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stream(entry.path() / "cmdline", std::ios::binary);
+    const std::string command_line(std::istreambuf_iterator<char>(stream), {});
+    if (command_line.find(text) != std::string::npos && std::stoi(name) != ::getpid()) {
+      killed += ::kill(std::stoi(name), SIGKILL) == 0;
+    }
+  }
+  return killed;
+}
+
+// kill -9 of the whole job (mpirun, both ranks) at random instants while it checkpoints every step,
+// many times over: after every kill the checkpoint `latest` names loads and verifies and is never
+// older than before; then the run is finished and must equal an uninterrupted one bit for bit.
+TEST_F(CheckpointResume, KillNineOfTheWholeJobNeverLosesTheLatestCheckpoint) {
+  constexpr int kKills = 12;
+  const std::string options = "--train.steps=40 --train.checkpoint_every=1 --train.keep_checkpoints=2";
+  auto result = train("kill-straight", 2, options);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+
+  const fs::path directory = work_ / "kill";
+  std::mt19937 random(20261125);
+  std::uniform_int_distribution<int> delay_ms(300, 1800);
+  int64_t last_step = 0;
+  int kills_with_checkpoint = 0, stragglers = 0;
+  for (int kill = 0; kill < kKills; ++kill) {
+    const std::string job = command("kill", 2, options);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::setsid();  // its own process group: the kill below reaches mpirun and everything it started
+      const int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, STDOUT_FILENO);
+      ::dup2(null, STDERR_FILENO);
+      ::execl("/bin/bash", "bash", "-c", job.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(random)));
+    ::kill(-pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    stragglers += kill_processes_mentioning(directory.string());
+    if (WIFEXITED(status)) {
+      ASSERT_NE(WEXITSTATUS(status), 0) << "kill " << kill << ": the run failed by itself; run: " << job;
+      break;  // it finished before the kill: nothing left to interrupt
+    }
+    if (!fs::exists(directory / "latest")) continue;  // killed before the first checkpoint
+    const std::string name = latest("kill");
+    const auto inspected = run_shell_command(kBinary + " inspect " + shell_quote(directory / name));
+    ASSERT_EQ(inspected.exit_code, 0) << "after kill " << kill << ", " << name << " does not verify:\n"
+                                      << inspected.output;
+    const int64_t step = std::stoll(name.substr(5, name.size() - 8));  // ckpt-<step>.h5
+    EXPECT_GE(step, last_step) << "after kill " << kill;
+    last_step = step;
+    ++kills_with_checkpoint;
+  }
+  std::cout << kKills << " kills, " << kills_with_checkpoint << " after a checkpoint (last: step " << last_step
+            << "), " << stragglers << " processes outlived their process group's SIGKILL\n";
+  EXPECT_GE(kills_with_checkpoint, kKills / 2) << "too few kills landed after a checkpoint to test anything";
+  EXPECT_LT(last_step, 40);
+
+  result = train("kill", 2, options);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  expect_identical_runs("kill-straight", "kill");
 }
 
 }  // namespace
