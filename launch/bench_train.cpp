@@ -1,7 +1,7 @@
-// temoe bench train: tokens/s of one teacher-forced controller training step (teacher forward,
-// student rollout with the controllers, rewards, learner, all-reduce, AdamW) beside tokens/s of
-// one plain teacher forward on the same batch, measured in the same run. Target: a step costs at
-// most 2.5x the forward.
+// temoe bench train: tokens/s of one controller training step (teacher forward, student rollout
+// with the controllers, rewards, learner, all-reduce, AdamW; teacher-forced, or sampled with
+// --rollout.mode=sampled) beside tokens/s of one plain teacher forward on the same batch, measured
+// in the same run. Target: a teacher-forced step costs at most 2.5x the forward.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -48,7 +48,7 @@ int bench_train(const Arguments& arguments) {
   const auto parsed = parse_command_line("bench train", arguments, options);
   if (parsed.help) {
     std::cout << command_help("[mpirun -np N] temoe bench train --model DIR [--train.batch_size=B] "
-                              "[--train.sequence_length=T] [--json FILE]",
+                              "[--train.sequence_length=T] [--rollout.mode=teacher_forced|sampled] [--json FILE]",
                               options);
     return 0;
   }
@@ -86,7 +86,8 @@ int bench_train(const Arguments& arguments) {
     std::printf("bench train: %s, %d ranks, %lld x %lld tokens per step, k_hat %lld\n",
                 to_string(model->config.architecture).c_str(), world.size(), static_cast<long long>(global_batch),
                 static_cast<long long>(time), static_cast<long long>(config.controller.k_hat));
-    std::printf("  training step    %10.1f tokens/s\n", tokens / step_seconds);
+    std::printf("  training step    %10.1f tokens/s   (rollout %s)\n", tokens / step_seconds,
+                values["rollout.mode"].as<std::string>().c_str());
     std::printf("  teacher forward  %10.1f tokens/s   (a step costs %.2fx a forward; target <= 2.5x)\n",
                 tokens / forward_seconds, step_seconds / forward_seconds);
     if (values.count("json")) {

@@ -46,7 +46,13 @@ po::options_description configuration_keys() {
       ("controller.value_coefficient", po::value<double>()->default_value(0.01), "weight of the V and Q losses")
       ("controller.selection_coefficient", po::value<double>()->default_value(1.0),
        "weight of the selection loss (0: masks stay the selection head's initial choice, the router's top-k_hat)")
-      ("rollout.mode", po::value<std::string>()->default_value("teacher_forced"), "teacher_forced or sampled")
+      ("rollout.mode", po::value<std::string>()->default_value("teacher_forced"),
+       "teacher_forced: the data's tokens; sampled: the student continues the data's first rollout.prompt_length tokens, "
+       "drawing from (1 - rollout.teacher_mix) p_student + rollout.teacher_mix p_teacher, with importance weights")
+      ("rollout.prompt_length", po::value<int64_t>()->default_value(16),
+       "sampled rollouts: prompt tokens per sequence taken from the data (1 .. train.sequence_length)")
+      ("rollout.teacher_mix", po::value<double>()->default_value(0.2),
+       "sampled rollouts: the teacher's share of the distribution tokens are drawn from, in [0, 1) (the paper: 0.2)")
       ("rollout.reward", po::value<std::string>()->default_value("kl"),
        "kl: -KL(teacher || student) at each position (dense, the teacher-forced default); log_ratio: log p_teacher - log p_student of the next token")
       ("eval.batches", po::value<int64_t>()->default_value(8), "held-out batches temoe eval scores")

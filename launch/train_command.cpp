@@ -1,5 +1,6 @@
-// temoe train: option-critic controllers on the frozen model, teacher-forced, data-parallel over
-// all ranks (experts spread over the expert-parallel group).
+// temoe train: option-critic controllers on the frozen model, on the data's tokens (teacher-forced)
+// or on the student's own continuations of them (sampled), data-parallel over all ranks (experts
+// spread over the expert-parallel group).
 #include <algorithm>
 #include <csignal>
 #include <filesystem>
@@ -37,18 +38,21 @@ nlohmann::json metrics_json(const StepMetrics& metrics, double tokens_per_second
                       {"selection", layer.selection},
                       {"termination_probability", layer.termination_probability}});
   }
-  return {{"step", metrics.step},
-          {"tokens", metrics.tokens},
-          {"reward", metrics.reward},
-          {"kl", metrics.kl},
-          {"switch_rate", metrics.switch_rate},
-          {"teacher_switch_rate", metrics.teacher_switch_rate},
-          {"switch_rate_per_layer", metrics.switch_rate_per_layer},
-          {"mean_option_duration_per_layer", metrics.mean_option_duration_per_layer},
-          {"utilization_entropy_per_layer", metrics.utilization_entropy_per_layer},
-          {"losses_per_layer", losses},
-          {"gradient_norm", metrics.gradient_norm},
-          {"tokens_per_s", tokens_per_second}};
+  nlohmann::json json = {{"step", metrics.step},
+                         {"tokens", metrics.tokens},
+                         {"reward", metrics.reward},
+                         {"kl", metrics.kl},
+                         {"switch_rate", metrics.switch_rate},
+                         {"teacher_switch_rate", metrics.teacher_switch_rate},
+                         {"switch_rate_per_layer", metrics.switch_rate_per_layer},
+                         {"mean_option_duration_per_layer", metrics.mean_option_duration_per_layer},
+                         {"utilization_entropy_per_layer", metrics.utilization_entropy_per_layer},
+                         {"losses_per_layer", losses},
+                         {"gradient_norm", metrics.gradient_norm},
+                         {"tokens_per_s", tokens_per_second}};
+  // Sampled rollouts only: a teacher-forced line keeps exactly the keys it always had.
+  if (metrics.importance_weight_mean) json["importance_weight_mean"] = *metrics.importance_weight_mean;
+  return json;
 }
 
 // SIGTERM and SIGUSR1 only set this flag; the loop looks at it at each step boundary, where all ranks
@@ -106,7 +110,7 @@ int run_train(const Arguments& arguments) {
   const auto parsed = parse_command_line("train", arguments, options);
   if (parsed.help) {
     std::cout << command_help("[mpirun -np N] temoe train --config FILE --run-dir DIR [--train.steps=N] [--train.seed=S] "
-                              "[--controller.eta=E] [--controller.k_hat=K] [--rollout.mode=teacher_forced] [--resume] "
+                              "[--controller.eta=E] [--controller.k_hat=K] [--rollout.mode=teacher_forced|sampled] [--resume] "
                               "[--train.checkpoint_every=N] [--train.keep_checkpoints=K]\n\n"
                               "SIGTERM or SIGUSR1 makes every rank stop at the next step boundary after one checkpoint, "
                               "with exit status " + std::to_string(kCheckpointAndExitCode) +

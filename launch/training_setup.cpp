@@ -32,11 +32,24 @@ TrainerConfig trainer_config_from(const po::variables_map& values) {
   config.reward = parse_reward_kind(values["rollout.reward"].as<std::string>());
   config.seed = values["train.seed"].as<uint64_t>();
   const std::string mode = values["rollout.mode"].as<std::string>();
-  if (mode != "teacher_forced" && mode != "sampled") {
+  if (mode == "teacher_forced") {
+    config.rollout = RolloutMode::teacher_forced;
+  } else if (mode == "sampled") {
+    config.rollout = RolloutMode::sampled;
+  } else {
     TEMOE_FAIL("rollout.mode = '" << mode << "': expected 'teacher_forced' or 'sampled'");
   }
-  if (mode == "sampled") {
-    TEMOE_FAIL("rollout.mode = 'sampled' (student generation with a KV cache) is not implemented yet; use teacher_forced");
+  config.sampled.prompt_length = values["rollout.prompt_length"].as<int64_t>();
+  config.sampled.teacher_mix = values["rollout.teacher_mix"].as<double>();
+  if (config.rollout == RolloutMode::sampled) {
+    const int64_t time = values["train.sequence_length"].as<int64_t>();
+    if (config.sampled.prompt_length < 1 || config.sampled.prompt_length > time) {
+      TEMOE_FAIL("rollout.prompt_length = " << config.sampled.prompt_length << ": expected 1 .. train.sequence_length = "
+                                            << time);
+    }
+    if (!(config.sampled.teacher_mix >= 0 && config.sampled.teacher_mix < 1)) {
+      TEMOE_FAIL("rollout.teacher_mix = " << config.sampled.teacher_mix << ": expected a share in [0, 1)");
+    }
   }
   return config;
 }

@@ -5,20 +5,21 @@
 #include "src/core/counter_random.hpp"
 #include "src/core/error.hpp"
 #include "src/learner/plackett_luce.hpp"
+#include "src/learner/random_streams.hpp"
 
 namespace temoe {
 
-namespace {
-// Stream names for the two kinds of draw at one (step, sequence, layer, position).
-constexpr uint64_t kTerminationDraw = 1;
-constexpr uint64_t kSelectionDraw = 2;
-}  // namespace
-
 LayerDecisions ControllerPolicy::decide(const LayerView& view) {
+  HeldMasks held;
+  return decide_from(view, 0, held);
+}
+
+LayerDecisions ControllerPolicy::decide_from(const LayerView& view, int64_t first_position, HeldMasks& held) {
   OptionController& controller = controllers_.at(static_cast<size_t>(view.layer));
   const int64_t batch = view.batch, time = view.time, k_hat = controller.config().k_hat;
   const int64_t d = controller.hidden_size(), experts = controller.num_experts();
   const int64_t count = batch * time;
+  TEMOE_CHECK(first_position >= 0, "controller policy: first position " << first_position << " is negative");
   LayerDecisions decisions;
   decisions.k_hat = k_hat;
   decisions.masks.resize(static_cast<size_t>(count * k_hat));
@@ -29,28 +30,41 @@ LayerDecisions ControllerPolicy::decide(const LayerView& view) {
   if (count == 0) return decisions;
 
   const float* hidden = view.hidden->data();
-  std::vector<std::vector<int32_t>> held(static_cast<size_t>(batch));
-  for (int64_t b = 0; b < batch; ++b) {
-    held[static_cast<size_t>(b)] = router_top_set(*view.router_logits, b * time, k_hat);
-    record_mask(decisions, b * time, held[static_cast<size_t>(b)], held[static_cast<size_t>(b)], true, false);
+  int64_t first_step = 0;  // the first chunk offset the controllers decide at
+  if (first_position == 0) {
+    held.assign(static_cast<size_t>(batch), {});
+    for (int64_t b = 0; b < batch; ++b) {
+      held[static_cast<size_t>(b)] = router_top_set(*view.router_logits, b * time, k_hat);
+      record_mask(decisions, b * time, held[static_cast<size_t>(b)], held[static_cast<size_t>(b)], true, false);
+    }
+    first_step = 1;
+  } else {
+    TEMOE_CHECK(static_cast<int64_t>(held.size()) == batch,
+                "controller policy: " << held.size() << " held masks for a batch of " << batch);
+    for (const auto& mask : held) {
+      TEMOE_CHECK(static_cast<int64_t>(mask.size()) == k_hat,
+                  "controller policy: a held mask of " << mask.size() << " experts, expected k_hat = " << k_hat);
+    }
   }
+  if (first_step >= time) return decisions;
   // Everything that does not depend on the masks, for all positions at once.
   const HiddenProjection projection =
       controller.project(std::span<const float>(hidden, static_cast<size_t>(count * d)), count, /*with_selection=*/true);
   std::vector<int64_t> rows(static_cast<size_t>(batch));
   std::vector<int32_t> row_masks(static_cast<size_t>(batch * k_hat));
-  for (int64_t t = 1; t < time; ++t) {
+  for (int64_t step = first_step; step < time; ++step) {
+    const int64_t t = first_position + step;  // the absolute position keys the draws
     for (int64_t b = 0; b < batch; ++b) {
-      rows[static_cast<size_t>(b)] = b * time + t;
+      rows[static_cast<size_t>(b)] = b * time + step;
       std::copy(held[static_cast<size_t>(b)].begin(), held[static_cast<size_t>(b)].end(), row_masks.begin() + b * k_hat);
     }
     const ControllerEvaluation evaluation = controller.evaluate_rows(projection, rows, row_masks);
     for (int64_t b = 0; b < batch; ++b) {
-      const int64_t position = b * time + t;
+      const int64_t position = b * time + step;
       const auto sequence = static_cast<uint64_t>(view.sequence_ids[static_cast<size_t>(b)]);
       const float beta = evaluation.beta[static_cast<size_t>(b)];
       CounterRandom termination_random(seed_, {static_cast<uint64_t>(view.step), sequence, static_cast<uint64_t>(view.layer),
-                                               static_cast<uint64_t>(t), kTerminationDraw});
+                                               static_cast<uint64_t>(t), stream_key(RandomStream::termination)});
       const bool terminate = termination_random.uniform() < beta;
       std::vector<int32_t> previous = held[static_cast<size_t>(b)];
       if (terminate) {
@@ -58,7 +72,7 @@ LayerDecisions ControllerPolicy::decide(const LayerView& view) {
         std::vector<int32_t> tuple;
         if (sample_) {
           CounterRandom random(seed_, {static_cast<uint64_t>(view.step), sequence, static_cast<uint64_t>(view.layer),
-                                       static_cast<uint64_t>(t), kSelectionDraw});
+                                       static_cast<uint64_t>(t), stream_key(RandomStream::selection)});
           tuple = sample_plackett_luce(logits, k_hat, random);
         } else {
           tuple = greedy_top(logits, k_hat);

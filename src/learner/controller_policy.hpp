@@ -13,13 +13,23 @@
 
 namespace temoe {
 
+// The mask each sequence of a batch holds at one layer, between chunks of positions: [B][k_hat],
+// ascending expert ids.
+using HeldMasks = std::vector<std::vector<int32_t>>;
+
 class ControllerPolicy final : public MaskPolicy {
  public:
   // sample: draw selections (training); otherwise greedy selections (evaluation).
   ControllerPolicy(std::vector<OptionController>& controllers, bool sample, uint64_t seed)
       : controllers_(controllers), sample_(sample), seed_(seed) {}
   int64_t k_hat() const override { return controllers_.front().config().k_hat; }
+  // Positions 0 .. T-1 of every sequence.
   LayerDecisions decide(const LayerView& view) override;
+  // The same scan over a chunk of positions [first_position, first_position + view.time) of every
+  // sequence (incremental decoding), continuing from the masks in `held` and leaving the last ones
+  // there; at first_position = 0 the scan starts afresh and fills `held`. Draws are keyed by the
+  // absolute position, so chunks of any size give the decisions of one whole scan.
+  LayerDecisions decide_from(const LayerView& view, int64_t first_position, HeldMasks& held);
 
  private:
   std::vector<OptionController>& controllers_;

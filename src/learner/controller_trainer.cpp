@@ -33,16 +33,33 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
   const int64_t layers = model_config.num_layers, count = batch.batch * batch.time;
   const std::span<const int64_t> sequence_ids(batch.global_index);
 
-  const Rollout teacher = run_rollout(model_, batch.tokens, batch.batch, batch.time, nullptr, sequence_ids, step);
   ControllerPolicy policy(controllers_, /*sample=*/true, config_.seed);
-  const Rollout student = run_rollout(model_, batch.tokens, batch.batch, batch.time, &policy, sequence_ids, step);
-  const TokenScores scores = score_tokens(teacher.logits, student.logits, batch.targets, config_.reward);
+  Rollout teacher, student;
+  TokenScores scores;
+  std::span<const uint8_t> document_ends(batch.document_ends);
+  std::optional<SampledRollout> sampled;
+  std::vector<uint8_t> no_document_ends;
+  if (config_.rollout == RolloutMode::teacher_forced) {
+    teacher = run_rollout(model_, batch.tokens, batch.batch, batch.time, nullptr, sequence_ids, step);
+    student = run_rollout(model_, batch.tokens, batch.batch, batch.time, &policy, sequence_ids, step);
+    scores = score_tokens(teacher.logits, student.logits, batch.targets, config_.reward);
+  } else {
+    sampled = run_sampled_rollout(model_, policy, batch, config_.sampled, config_.seed, step);
+    teacher = std::move(sampled->teacher);
+    student = std::move(sampled->student);
+    scores = score_tokens(teacher.logits, student.logits, sampled->targets, config_.reward);
+    // A generated continuation never ends its document: its last position bootstraps.
+    no_document_ends.assign(static_cast<size_t>(count), 0);
+    document_ends = no_document_ends;
+  }
 
   parameters_.zero_gradients();
   OptionCriticLearner learner(controllers_, world_);
   StepMetrics metrics;
   metrics.step = step;
-  metrics.losses = learner.accumulate_gradients(student, scores.reward, batch.document_ends, batch.batch, batch.time);
+  metrics.losses = learner.accumulate_gradients(student, scores.reward, document_ends, batch.batch, batch.time,
+                                                sampled ? std::span<const double>(sampled->importance_weights)
+                                                        : std::span<const double>());
 
   // Gradients of the global mean: every rank added its share, the sum over ranks is the total.
   std::vector<float> gradients = parameters_.flatten_gradients();
@@ -69,7 +86,17 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
                              counts.back().tokens, teacher_counts.switches});
     sums.insert(sums.end(), counts.back().expert_uses.begin(), counts.back().expert_uses.end());
   }
+  if (sampled) {
+    double weight_sum = 0, drawn = 0;
+    for (size_t i = 0; i < sampled->generated.size(); ++i) {
+      if (!sampled->generated[i]) continue;
+      weight_sum += sampled->importance_weights[i];
+      drawn += 1;
+    }
+    sums.insert(sums.end(), {weight_sum, drawn});
+  }
   world_.all_reduce_sum(std::span<double>(sums));
+  if (sampled) metrics.importance_weight_mean = sums[sums.size() - 2] / std::max(sums.back(), 1.0);
   metrics.tokens = static_cast<int64_t>(sums[2]);
   metrics.reward = sums[0] / std::max(sums[2], 1.0);
   metrics.kl = sums[1] / std::max(sums[2], 1.0);

@@ -1,11 +1,14 @@
 #pragma once
-// One training step of the option controllers, teacher-forced: the teacher (plain top-k routing)
-// and the student (routing inside the controllers' held masks) run on the same frozen model and
-// the same tokens; the per-token reward compares them; the option-critic learner turns rewards into
-// gradients; gradients are summed over all ranks, clipped, and applied with AdamW. Every rank
-// calls step() with its own slice of the global batch.
+// One training step of the option controllers: the teacher (plain top-k routing) and the student
+// (routing inside the controllers' held masks) run on the same frozen model and the same tokens;
+// the per-token reward compares them; the option-critic learner turns rewards into gradients;
+// gradients are summed over all ranks, clipped, and applied with AdamW. Every rank calls step()
+// with its own slice of the global batch. The tokens are the batch's own (teacher_forced), or the
+// batch's first tokens as prompts followed by a continuation drawn from the student/teacher
+// mixture, with importance weights on the losses (sampled; src/learner/sampled_rollout.hpp).
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "optim/adamw.hpp"
@@ -15,9 +18,12 @@
 #include "src/learner/distillation_reward.hpp"
 #include "src/learner/option_controller.hpp"
 #include "src/learner/option_critic_learner.hpp"
+#include "src/learner/sampled_rollout.hpp"
 #include "src/model/moe_transformer.hpp"
 
 namespace temoe {
+
+enum class RolloutMode { teacher_forced, sampled };
 
 struct TrainerConfig {
   ControllerConfig controller;
@@ -25,6 +31,8 @@ struct TrainerConfig {
   double clip_norm = 1.0;
   RewardKind reward = RewardKind::log_ratio;
   uint64_t seed = 1;
+  RolloutMode rollout = RolloutMode::teacher_forced;
+  SampledRolloutOptions sampled;  // prompt length and teacher share (rollout = sampled)
 };
 
 // Global figures of one step (summed over ranks).
@@ -36,6 +44,8 @@ struct StepMetrics {
   double switch_rate = 0;  // over all (token, layer) pairs with t >= 1
   double teacher_switch_rate = 0;  // plain top-k routing on the same tokens
   double gradient_norm = 0;
+  // Sampled rollouts: mean p_student / p_mix over the drawn tokens (empty when teacher-forced).
+  std::optional<double> importance_weight_mean;
   std::vector<double> switch_rate_per_layer;
   std::vector<double> mean_option_duration_per_layer;
   std::vector<double> utilization_entropy_per_layer;

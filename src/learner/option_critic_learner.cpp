@@ -28,13 +28,17 @@ enum Sum { valid_count, termination_count, selection_count, termination_square, 
 
 std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout& rollout, std::span<const double> rewards,
                                                                    std::span<const uint8_t> document_end, int64_t batch,
-                                                                   int64_t time) {
+                                                                   int64_t time, std::span<const double> weights) {
   const auto layers = static_cast<int64_t>(controllers_.size());
   const int64_t count = batch * time;
   TEMOE_CHECK(static_cast<int64_t>(rollout.decisions.size()) == layers,
               "learner: the rollout has decisions for " << rollout.decisions.size() << " layers, " << layers << " controllers");
   TEMOE_CHECK(static_cast<int64_t>(rewards.size()) == count && static_cast<int64_t>(document_end.size()) == count,
               "learner: " << rewards.size() << " rewards and " << document_end.size() << " end flags for " << count << " positions");
+  TEMOE_CHECK(weights.empty() || static_cast<int64_t>(weights.size()) == count,
+              "learner: " << weights.size() << " importance weights for " << count << " positions");
+  // Multiplying by exactly 1 changes no bit, so unweighted runs are what they were before weights.
+  const auto weight_at = [&](size_t i) { return weights.empty() ? 1.0 : weights[i]; };
   std::vector<LayerWork> work(static_cast<size_t>(layers));
   std::vector<double> sums(static_cast<size_t>(layers * kSums), 0.0);
   for (int64_t layer = 0; layer < layers; ++layer) {
@@ -67,9 +71,10 @@ std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout
         w.q_target[i] = targets.q_target[static_cast<size_t>(t)];
         w.valid[i] = targets.valid[static_cast<size_t>(t)];
         if (!w.valid[i]) continue;
+        const double weight = weight_at(i);
         s[valid_count] += 1;
-        s[value_loss] += 0.5 * std::pow(w.current.v[i] - w.v_target[i], 2);
-        s[q_loss] += 0.5 * std::pow(w.current.q[i] - w.q_target[i], 2);
+        s[value_loss] += weight * 0.5 * std::pow(w.current.v[i] - w.v_target[i], 2);
+        s[q_loss] += weight * 0.5 * std::pow(w.current.q[i] - w.q_target[i], 2);
         if (t == 0) continue;
         w.termination_advantage[i] = double(w.previous.q[i]) - w.current.v[i] + controller.config().eta;
         s[termination_count] += 1;
@@ -106,21 +111,22 @@ std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout
     double termination_loss = 0, selection_loss = 0;
     for (int64_t i = 0; i < count; ++i) {
       if (!w.valid[static_cast<size_t>(i)]) continue;
-      d_v[i] = static_cast<float>(coefficient * (w.current.v[i] - w.v_target[i]) / valid);
-      d_q[i] = static_cast<float>(coefficient * (w.current.q[i] - w.q_target[i]) / valid);
+      const double weight = weight_at(static_cast<size_t>(i));
+      d_v[i] = static_cast<float>(coefficient * weight * (w.current.v[i] - w.v_target[i]) / valid);
+      d_q[i] = static_cast<float>(coefficient * weight * (w.current.q[i] - w.q_target[i]) / valid);
       if (i % time == 0) continue;
       const double termination = w.termination_advantage[i] / termination_rms;
-      d_beta[i] = static_cast<float>(termination / terminations);
-      termination_loss += w.previous.beta[i] * termination;
+      d_beta[i] = static_cast<float>(weight * termination / terminations);
+      termination_loss += weight * w.previous.beta[i] * termination;
       if (decisions.terminated[static_cast<size_t>(i)]) {
         const double advantage = w.selection_advantage[i] / selection_rms;
         const std::span<const float> logits(w.current.selection_logits.data() + i * experts, static_cast<size_t>(experts));
         const std::span<const int32_t> tuple(decisions.selected_tuples.data() + i * k_hat, static_cast<size_t>(k_hat));
         plackett_luce_gradient(logits, tuple, gradient);
-        selection_loss -= plackett_luce_log_probability(logits, tuple) * advantage;
+        selection_loss -= weight * plackett_luce_log_probability(logits, tuple) * advantage;
         for (int64_t e = 0; e < experts; ++e) {
           d_selection[static_cast<size_t>(i * experts + e)] =
-              static_cast<float>(-controller.config().selection_coefficient * advantage * gradient[e] / selections);
+              static_cast<float>(-controller.config().selection_coefficient * weight * advantage * gradient[e] / selections);
         }
       }
     }

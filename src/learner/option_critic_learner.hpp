@@ -31,9 +31,14 @@ class OptionCriticLearner {
       : controllers_(controllers), world_(world) {}
 
   // Adds this rank's contribution to every controller parameter's gradient (the caller zeroes
-  // them before and all-reduces them after). rewards, document_end: [B * T].
+  // them before and all-reduces them after). rewards, document_end: [B * T]. weights: [B * T]
+  // importance weights that multiply every loss term of their position (value, Q, termination,
+  // selection; a sampled rollout's p_student / p_mix, DESIGN.md section 1), or empty for 1 (a
+  // teacher-forced rollout). They scale the terms only: the GAE targets, the advantages' RMS
+  // normalisers and the counts the means divide by stay unweighted.
   std::vector<LayerLosses> accumulate_gradients(const Rollout& rollout, std::span<const double> rewards,
-                                                std::span<const uint8_t> document_end, int64_t batch, int64_t time);
+                                                std::span<const uint8_t> document_end, int64_t batch, int64_t time,
+                                                std::span<const double> weights = {});
 
  private:
   std::vector<OptionController>& controllers_;

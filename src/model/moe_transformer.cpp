@@ -1,6 +1,7 @@
 #include "src/model/moe_transformer.hpp"
 
 #include <cmath>
+#include <vector>
 
 #include "src/core/error.hpp"
 
@@ -42,6 +43,19 @@ ForwardState MoeTransformer::begin(std::span<const int32_t> tokens, int64_t batc
   return state;
 }
 
+ForwardState MoeTransformer::begin(KeyValueCache& cache, std::span<const int32_t> tokens, int64_t time) {
+  TEMOE_CHECK(cache.layers() == config_.num_layers,
+              "decode: a KV cache of " << cache.layers() << " layers for a model of " << config_.num_layers);
+  const int64_t first = cache.length();
+  TEMOE_CHECK(time >= 1 && first + time <= cache.capacity(),
+              "decode: positions [" << first << ", " << first + time << ") do not fit the KV cache's capacity of "
+                                    << cache.capacity());
+  ForwardState state = begin(tokens, cache.batch(), time);
+  state.first_position = first;
+  state.cache = &cache;
+  return state;
+}
+
 Tensor MoeTransformer::finish(const ForwardState& state) {
   const int64_t count = state.batch * state.time;
   Tensor normed({count, config_.hidden_size}, backend_.device());
@@ -72,10 +86,31 @@ void MoeTransformer::attention(int64_t layer, ForwardState& state) {
   }
   Tensor q_heads = q.reshaped({batch, time, config_.num_heads, head_dim});
   Tensor k_heads = k.reshaped({batch, time, config_.num_kv_heads, head_dim});
-  backend_.rotary(q_heads, config_.rope_theta);
-  backend_.rotary(k_heads, config_.rope_theta);
   Tensor attended({batch, time, config_.num_heads, head_dim}, device);
-  backend_.causal_attention(q_heads, k_heads, v.reshaped(k_heads.shape()), attended);
+  if (state.cache == nullptr) {
+    backend_.rotary(q_heads, config_.rope_theta);
+    backend_.rotary(k_heads, config_.rope_theta);
+    backend_.causal_attention(q_heads, k_heads, v.reshaped(k_heads.shape()), attended);
+  } else {
+    // The chunk's keys and values go to cache rows (b, first + t); its queries then attend to all
+    // cached positions up to their own.
+    KeyValueCache& cache = *state.cache;
+    const int64_t first = state.first_position, capacity = cache.capacity();
+    TEMOE_CHECK(cache.length(layer) == first, "decode: layer " << layer << " of the KV cache holds " << cache.length(layer)
+                                                               << " positions, the chunk starts at " << first);
+    backend_.rotary_from(q_heads, config_.rope_theta, first);
+    backend_.rotary_from(k_heads, config_.rope_theta, first);
+    std::vector<int32_t> rows(static_cast<size_t>(count));
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t t = 0; t < time; ++t) rows[static_cast<size_t>(b * time + t)] = static_cast<int32_t>(b * capacity + first + t);
+    }
+    Tensor cached_keys = cache.keys(layer).reshaped({batch * capacity, kv_width});
+    Tensor cached_values = cache.values(layer).reshaped({batch * capacity, kv_width});
+    backend_.scatter_rows(k, rows, cached_keys);
+    backend_.scatter_rows(v, rows, cached_values);
+    cache.set_length(layer, first + time);
+    backend_.cached_attention(q_heads, cache.keys(layer), cache.values(layer), first, attended);
+  }
   backend_.matmul_transposed(attended.reshaped({count, q_width}), w.o_proj, residual, true);
 }
 

@@ -1,10 +1,12 @@
 #pragma once
-// The frozen decoder-only MoE transformer (Mixtral / OLMoE): forward over a batch of sequences.
+// The frozen decoder-only MoE transformer (Mixtral / OLMoE): forward over a batch of sequences,
+// whole or chunk by chunk with a KV cache (incremental decoding).
 #include <cstdint>
 #include <span>
 #include <vector>
 
 #include "src/model/expert_executor.hpp"
+#include "src/model/key_value_cache.hpp"
 #include "src/model/model_config.hpp"
 #include "src/model/model_weights.hpp"
 #include "src/tensor/backend.hpp"
@@ -22,11 +24,15 @@ struct ForwardRecord {
   std::vector<RouterRecord> layers;
 };
 
-// The residual stream of one forward in progress (N = B * T tokens, token-major).
+// The residual stream of one forward in progress (N = B * T tokens, token-major). With a KV
+// cache, the T positions are the chunk [first_position, first_position + T) of each sequence and
+// attend to the cached earlier ones too.
 struct ForwardState {
   int64_t batch = 0;
   int64_t time = 0;
   Tensor residual;  // [N, D]
+  int64_t first_position = 0;
+  KeyValueCache* cache = nullptr;  // not owned; null for a whole-sequence forward
 };
 
 // What an MoE layer sees before it routes: the router's input and its logits.
@@ -46,13 +52,19 @@ class MoeTransformer {
   // and its MoE (the option controllers choose masks from the MoE input). Layer l at position t
   // depends only on layers < l at positions <= t, so running layer by layer is exact.
   ForwardState begin(std::span<const int32_t> tokens, int64_t batch, int64_t time);
+  // Incremental decoding: the next `time` positions of each of the cache's sequences (tokens:
+  // row-major [B, time]), starting at cache.length(). attention() appends their keys and values to
+  // `cache` (which must outlive the state) and attends to everything cached before them; the other
+  // steps are the same as for a whole sequence. A prefill is one chunk of the prompt, a decode step
+  // a chunk of one position.
+  ForwardState begin(KeyValueCache& cache, std::span<const int32_t> tokens, int64_t time);
   void attention(int64_t layer, ForwardState& state);
   MoeInput moe_input(int64_t layer, const ForwardState& state);
   // Routes inside `allowed_experts` when given (N * E flags, 1 = allowed: other logits become
   // -inf before the softmax), runs the experts and adds their output to the residual.
   void moe(int64_t layer, ForwardState& state, const MoeInput& input, std::span<const uint8_t> allowed_experts = {},
            RouterRecord* record = nullptr);
-  Tensor finish(const ForwardState& state);  // logits [B, T, V]
+  Tensor finish(const ForwardState& state);  // logits [B, T, V] (the chunk's positions)
 
   const ModelConfig& config() const { return config_; }
 

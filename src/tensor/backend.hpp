@@ -30,6 +30,19 @@ class Backend {
   // Causal grouped-query attention. q: [B, T, H, hd]; k, v: [B, T, KV, hd]; out: [B, T, H, hd].
   virtual void causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out) = 0;
 
+  // ---- Incremental decoding (a KV cache): a chunk of S new positions per sequence.
+
+  // rotary() for positions first_position + t: x: [B, S, heads, head_dim]. With first_position = 0
+  // it is rotary() itself, bit for bit, so a decoded position is rotated exactly as in the forward.
+  virtual void rotary_from(Tensor& x, double theta, int64_t first_position) = 0;
+
+  // Causal attention of S new queries against a cache: query s of sequence b sits at position
+  // first_position + s and attends to cached positions 0 .. first_position + s. q, out:
+  // [B, S, H, hd]; k_cache, v_cache: [B, C, KV, hd] with C >= first_position + S, filled up to
+  // there. Per query the arithmetic is causal_attention's, in the same order.
+  virtual void cached_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t first_position,
+                                Tensor& out) = 0;
+
   // Row-wise softmax in place. x: [M, N].
   virtual void softmax_rows(Tensor& x) = 0;
 

@@ -57,12 +57,15 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tens
   }
 }
 
-void CpuBackend::rotary(Tensor& x, double theta) {
+void CpuBackend::rotary(Tensor& x, double theta) { rotary_from(x, theta, 0); }
+
+void CpuBackend::rotary_from(Tensor& x, double theta, int64_t first_position) {
   check_rank(x, 4, "rotary x");
   const int64_t batch = x.dim(0), time = x.dim(1), heads = x.dim(2), head_dim = x.dim(3);
   TEMOE_CHECK(head_dim % 2 == 0, "rotary: head_dim " << head_dim << " must be even");
+  TEMOE_CHECK(first_position >= 0, "rotary: first position " << first_position << " is negative");
   const int64_t half = head_dim / 2;
-  const RotaryTable table = make_rotary_table(time, head_dim, theta);
+  const RotaryTable table = make_rotary_table(time, head_dim, theta, first_position);
   const std::vector<float>& cos_table = table.cos;
   const std::vector<float>& sin_table = table.sin;
   float* data = x.data();
@@ -128,6 +131,66 @@ void CpuBackend::causal_attention(const Tensor& q, const Tensor& k, const Tensor
           for (int64_t j = 0; j <= t; ++j) {
             const float weight = scores[static_cast<size_t>(j)] / total;
             const float* value = v_data + ((b * time + j) * kv_heads + kv_head) * head_dim;
+#pragma omp simd
+            for (int64_t i = 0; i < head_dim; ++i) result[i] += weight * value[i];
+          }
+        }
+      }
+    }
+  }
+}
+
+void CpuBackend::cached_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t first_position,
+                                  Tensor& out) {
+  check_rank(q, 4, "cached attention q");
+  const int64_t batch = q.dim(0), time = q.dim(1), heads = q.dim(2), head_dim = q.dim(3);
+  check_rank(k_cache, 4, "cached attention k_cache");
+  const int64_t capacity = k_cache.dim(1), kv_heads = k_cache.dim(2);
+  check_shape(k_cache, {batch, capacity, kv_heads, head_dim}, "cached attention k_cache");
+  check_shape(v_cache, k_cache.shape(), "cached attention v_cache");
+  check_shape(out, q.shape(), "cached attention out");
+  TEMOE_CHECK(first_position >= 0 && first_position + time <= capacity,
+              "cached attention: positions [" << first_position << ", " << first_position + time
+                                              << ") do not fit a cache of " << capacity);
+  TEMOE_CHECK(kv_heads > 0 && heads % kv_heads == 0,
+              "cached attention: " << heads << " query heads are not a multiple of " << kv_heads << " kv heads");
+  const int64_t group = heads / kv_heads, keys = first_position + time;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const float* q_data = q.data();
+  const float* k_data = k_cache.data();
+  const float* v_data = v_cache.data();
+  float* out_data = out.data();
+  // The loop body is causal_attention's with key j of sequence b read from the cache row
+  // (b, j): the same operations in the same order, so a decoded position matches the forward.
+#pragma omp parallel if (batch * heads * time * keys * head_dim >= kCpuParallelWork)
+  {
+    std::vector<float> scores(static_cast<size_t>(keys));
+#pragma omp for collapse(3) schedule(dynamic, 16)
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t h = 0; h < heads; ++h) {
+        for (int64_t s = 0; s < time; ++s) {
+          const int64_t kv_head = h / group, t = first_position + s;
+          const float* query = q_data + ((b * time + s) * heads + h) * head_dim;
+          float maximum = -INFINITY;
+          for (int64_t j = 0; j <= t; ++j) {
+            const float* key = k_data + ((b * capacity + j) * kv_heads + kv_head) * head_dim;
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t i = 0; i < head_dim; ++i) dot += query[i] * key[i];
+            scores[static_cast<size_t>(j)] = dot * scale;
+            maximum = std::max(maximum, dot * scale);
+          }
+          float total = 0.0f;
+          for (int64_t j = 0; j <= t; ++j) {
+            const float weight = std::exp(scores[static_cast<size_t>(j)] - maximum);
+            scores[static_cast<size_t>(j)] = weight;
+            total += weight;
+          }
+          float* result = out_data + ((b * time + s) * heads + h) * head_dim;
+          std::fill(result, result + head_dim, 0.0f);
+          for (int64_t j = 0; j <= t; ++j) {
+            const float weight = scores[static_cast<size_t>(j)] / total;
+            const float* value = v_data + ((b * capacity + j) * kv_heads + kv_head) * head_dim;
 #pragma omp simd
             for (int64_t i = 0; i < head_dim; ++i) result[i] += weight * value[i];
           }

@@ -16,6 +16,9 @@ class CpuBackend final : public Backend {
   void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) override;
   void rotary(Tensor& x, double theta) override;
   void causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out) override;
+  void rotary_from(Tensor& x, double theta, int64_t first_position) override;
+  void cached_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t first_position,
+                        Tensor& out) override;
   void softmax_rows(Tensor& x) override;
   void top_k_rows(const Tensor& x, int k, std::span<int32_t> indices, Tensor& values) override;
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;

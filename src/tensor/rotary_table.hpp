@@ -14,7 +14,8 @@ struct RotaryTable {
   std::vector<float> sin;  // [time, half]
 };
 
-inline RotaryTable make_rotary_table(int64_t time, int64_t head_dim, double theta) {
+// Rows for positions first_position, ..., first_position + time - 1 (a decode step starts past 0).
+inline RotaryTable make_rotary_table(int64_t time, int64_t head_dim, double theta, int64_t first_position = 0) {
   RotaryTable table;
   table.half = head_dim / 2;
   table.cos.resize(static_cast<size_t>(time * table.half));
@@ -22,7 +23,7 @@ inline RotaryTable make_rotary_table(int64_t time, int64_t head_dim, double thet
   for (int64_t t = 0; t < time; ++t) {
     for (int64_t i = 0; i < table.half; ++i) {
       const double inverse_frequency = 1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(head_dim));
-      const double angle = static_cast<double>(t) * inverse_frequency;
+      const double angle = static_cast<double>(first_position + t) * inverse_frequency;
       table.cos[static_cast<size_t>(t * table.half + i)] = static_cast<float>(std::cos(angle));
       table.sin[static_cast<size_t>(t * table.half + i)] = static_cast<float>(std::sin(angle));
     }
