@@ -64,7 +64,8 @@ int bench_train(const Arguments& arguments) {
   if (global_batch % world.size() != 0) TEMOE_FAIL("train.batch_size must be a multiple of the " << world.size() << " ranks");
   auto model = load_distributed_model(model_directory_from(values, "bench train"),
                                       parse_device(values["runtime.device"].as<std::string>()), world,
-                                      values["parallel.ep_size"].as<int>());
+                                      values["parallel.ep_size"].as<int>(),
+                                      values["parallel.placement"].as<std::string>());
   const int64_t local = global_batch / world.size();
   const data::SequenceBatch batch =
       random_batch(local, time, model->config.vocab_size, 11 + static_cast<uint64_t>(world.rank()), world.rank() * local);

@@ -22,6 +22,8 @@ po::options_description configuration_keys() {
       ("runtime.threads", po::value<int>()->default_value(0), "threads per rank for kernels and BLAS (0: library default)")
       ("parallel.ep_size", po::value<int>()->default_value(0),
        "expert-parallel ranks per group (0: the largest divisor of E that divides the world size)")
+      ("parallel.placement", po::value<std::string>()->default_value(""),
+       "expert placement: a JSON file {\"ep_size\": X, \"owners\": [rank of each expert]} (temoe place writes one); empty: contiguous blocks")
       ("data.path", po::value<std::string>(), "training tokens: an HDF5 token dataset (temoe make-data)")
       ("data.eval_path", po::value<std::string>(), "held-out tokens for temoe eval (default: data.path)")
       ("train.steps", po::value<int64_t>()->default_value(200), "optimizer steps")

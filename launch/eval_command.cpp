@@ -102,7 +102,8 @@ int run_eval(const Arguments& arguments) {
   }
   auto model = load_distributed_model(model_directory_from(values, "eval"),
                                       parse_device(values["runtime.device"].as<std::string>()), world,
-                                      values["parallel.ep_size"].as<int>());
+                                      values["parallel.ep_size"].as<int>(),
+                                      values["parallel.placement"].as<std::string>());
   const ModelConfig& model_config = model->config;
   const data::TokenDataset dataset = read_training_data(values, true, "eval");
   // A different order than training's (the held-out file is the usual protection; this is the second).

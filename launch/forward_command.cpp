@@ -44,7 +44,8 @@ int run_forward(const Arguments& arguments) {
   const std::string token_path = values["tokens"].as<std::string>();
   const TokenArray tokens = read_token_npy(token_path);
   auto model = load_distributed_model(model_dir, parse_device(values["runtime.device"].as<std::string>()), world,
-                                      values["parallel.ep_size"].as<int>());
+                                      values["parallel.ep_size"].as<int>(),
+                                      values["parallel.placement"].as<std::string>());
   if (const auto fault = fault_point_from_environment()) {
     model->experts = std::make_unique<FaultInjectingExperts>(std::move(model->experts), *fault, world.rank());
     model->transformer = std::make_unique<MoeTransformer>(model->config, model->weights, *model->backend, *model->experts);

@@ -1,5 +1,6 @@
 #include "launch/model_session.hpp"
 
+#include "launch/placement_file.hpp"
 #include "src/model/expert_parallel_experts.hpp"
 
 namespace temoe::launch {
@@ -16,19 +17,22 @@ std::unique_ptr<LoadedModel> load_local_model(const std::filesystem::path& direc
 }
 
 std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
-                                                    Communicator& world, int ep_size) {
+                                                    Communicator& world, int ep_size,
+                                                    const std::filesystem::path& placement_file) {
   auto model = std::make_unique<LoadedModel>();
   model->config = ModelConfig::from_file(directory / "config.json");
   model->grid = std::make_unique<ProcessGrid>(world, ep_size, model->config.num_experts);
-  const int64_t per_rank = model->grid->experts_per_rank();
+  const int ranks = model->grid->shape().ep_size;
+  auto placement = placement_file.empty() ? ExpertPlacement::contiguous(model->config.num_experts, ranks)
+                                          : read_placement_file(placement_file, model->config.num_experts, ranks);
   model->checkpoint = std::make_unique<SafetensorsCheckpoint>(directory);
-  model->weights = load_model_weights(*model->checkpoint, model->config, {model->grid->ep_rank() * per_rank, per_rank});
+  model->weights = load_model_weights(*model->checkpoint, model->config,
+                                      ExpertSet::of(placement.experts_of(model->grid->ep_rank())));
   model->backend = make_backend(device);
   if (model->grid->shape().ep_size == 1) {
     model->experts = std::make_unique<LocalExperts>(*model->backend, model->weights);
   } else {
-    model->dispatcher = std::make_unique<TokenDispatcher>(
-        model->grid->expert_parallel(), ExpertPlacement::contiguous(model->config.num_experts, model->grid->shape().ep_size));
+    model->dispatcher = std::make_unique<TokenDispatcher>(model->grid->expert_parallel(), std::move(placement));
     model->experts = std::make_unique<ExpertParallelExperts>(*model->backend, model->weights, *model->dispatcher);
   }
   model->transformer = std::make_unique<MoeTransformer>(model->config, model->weights, *model->backend, *model->experts);

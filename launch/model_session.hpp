@@ -25,8 +25,10 @@ struct LoadedModel {
 // Reads config.json and all weights of `directory` on this process (no expert parallelism).
 std::unique_ptr<LoadedModel> load_local_model(const std::filesystem::path& directory, Device device);
 
-// Lays the world out as a grid with `ep_size` (0: automatic) and loads this rank's slice.
+// Lays the world out as a grid with `ep_size` (0: automatic) and loads this rank's slice: the
+// experts `placement_file` assigns it (launch/placement_file.hpp), or by default a contiguous block.
 std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
-                                                    Communicator& world, int ep_size);
+                                                    Communicator& world, int ep_size,
+                                                    const std::filesystem::path& placement_file = {});
 
 }  // namespace temoe::launch

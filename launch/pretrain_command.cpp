@@ -147,7 +147,7 @@ int run_pretrain(const Arguments& arguments) {
   const data::TokenDataset dataset = data::read_token_dataset(data_path);
   const ModelConfig config = pretraining_config(values, dataset);
   ProcessGrid grid(world, values["parallel.ep_size"].as<int>(), config.num_experts);
-  const ExpertRange range{grid.ep_rank() * grid.experts_per_rank(), grid.experts_per_rank()};
+  const ExpertSet range{grid.ep_rank() * grid.experts_per_rank(), grid.experts_per_rank()};
   const std::string init_model = values["pretrain.init_model"].as<std::string>();
   ModelWeights weights = init_model.empty()
                              ? initialize_model_weights(config, range, {.seed = training.seed, .standard_deviation = init_std})

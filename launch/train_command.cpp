@@ -138,7 +138,8 @@ int run_train(const Arguments& arguments) {
   }
   auto model = load_distributed_model(model_directory_from(values, "train"),
                                       parse_device(values["runtime.device"].as<std::string>()), world,
-                                      values["parallel.ep_size"].as<int>());
+                                      values["parallel.ep_size"].as<int>(),
+                                      values["parallel.placement"].as<std::string>());
   const data::TokenDataset dataset = read_training_data(values, false, "train");
   if (dataset.vocab_size > model->config.vocab_size) {
     TEMOE_FAIL(dataset.path.string() << ": vocabulary of " << dataset.vocab_size << " tokens exceeds the model's "

@@ -27,14 +27,13 @@ void LocalExperts::run(int64_t layer, const Tensor& hidden, std::span<const int3
   const int64_t tokens = hidden.dim(0);
   TEMOE_CHECK(static_cast<int64_t>(experts.size()) == tokens * top_k,
               "LocalExperts: " << experts.size() << " expert ids for " << tokens << " tokens x k = " << top_k);
-  const ExpertRange range = weights_.local_experts;
-  std::vector<std::vector<int32_t>> rows(static_cast<size_t>(range.count)), slot_rows(rows.size());
+  const ExpertSet& range = weights_.local_experts;
+  std::vector<std::vector<int32_t>> rows(static_cast<size_t>(range.count())), slot_rows(rows.size());
   for (int64_t slot = 0; slot < tokens * top_k; ++slot) {
     const int32_t expert = experts[static_cast<size_t>(slot)];
-    TEMOE_CHECK(range.contains(expert), "LocalExperts holds experts [" << range.first << ", " << range.first + range.count
-                                                                       << ") but a token was routed to expert " << expert);
-    rows[static_cast<size_t>(expert - range.first)].push_back(static_cast<int32_t>(slot / top_k));
-    slot_rows[static_cast<size_t>(expert - range.first)].push_back(static_cast<int32_t>(slot));
+    TEMOE_CHECK(range.contains(expert), "LocalExperts holds experts " << range.describe() << " but a token was routed to expert " << expert);
+    rows[static_cast<size_t>(range.local_index(expert))].push_back(static_cast<int32_t>(slot / top_k));
+    slot_rows[static_cast<size_t>(range.local_index(expert))].push_back(static_cast<int32_t>(slot));
   }
   const auto& layer_weights = weights_.layers.at(static_cast<size_t>(layer));
   for (size_t local = 0; local < rows.size(); ++local) {

@@ -7,11 +7,9 @@ namespace temoe {
 ExpertParallelExperts::ExpertParallelExperts(Backend& backend, const ModelWeights& weights, TokenDispatcher& dispatcher)
     : backend_(backend), weights_(weights), dispatcher_(dispatcher) {
   const auto own = dispatcher.placement().experts_of(dispatcher.rank());
-  bool matches = static_cast<int64_t>(own.size()) == weights.local_experts.count;
-  for (size_t i = 0; matches && i < own.size(); ++i) matches = own[i] == weights.local_experts.first + static_cast<int64_t>(i);
-  TEMOE_CHECK(matches, "rank " << dispatcher.rank() << ": the loaded expert range [" << weights.local_experts.first << ", "
-                               << weights.local_experts.first + weights.local_experts.count
-                               << ") is not what the dispatcher's placement assigns to this rank");
+  TEMOE_CHECK(own == weights.local_experts.ids(), "rank " << dispatcher.rank() << ": the loaded experts "
+                                                          << weights.local_experts.describe()
+                                                          << " are not what the dispatcher's placement assigns to this rank");
 }
 
 void ExpertParallelExperts::run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,

@@ -8,17 +8,15 @@ ExpertParallelTrainableExperts::ExpertParallelTrainableExperts(Backend& backend,
                                                                ModelWeights& gradients, TokenDispatcher& dispatcher)
     : backend_(backend), weights_(weights), gradients_(gradients), dispatcher_(dispatcher) {
   const auto own = dispatcher.placement().experts_of(dispatcher.rank());
-  bool matches = static_cast<int64_t>(own.size()) == weights.local_experts.count;
-  for (size_t i = 0; matches && i < own.size(); ++i) matches = own[i] == weights.local_experts.first + static_cast<int64_t>(i);
-  TEMOE_CHECK(matches, "rank " << dispatcher.rank() << ": the loaded expert range [" << weights.local_experts.first << ", "
-                               << weights.local_experts.first + weights.local_experts.count
-                               << ") is not what the dispatcher's placement assigns to this rank");
+  TEMOE_CHECK(own == weights.local_experts.ids(), "rank " << dispatcher.rank() << ": the loaded experts "
+                                                          << weights.local_experts.describe()
+                                                          << " are not what the dispatcher's placement assigns to this rank");
 }
 
 void ExpertParallelTrainableExperts::forward(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts,
                                              int64_t top_k, Tensor& slots, ExpertLayerTape& tape) {
   const auto& layer_weights = weights_.layers.at(static_cast<size_t>(layer));
-  tape.experts.assign(static_cast<size_t>(weights_.local_experts.count), {});
+  tape.experts.assign(static_cast<size_t>(weights_.local_experts.count()), {});
   dispatcher_.dispatch(
       hidden, experts, top_k, slots,
       [&](int64_t local_expert, const Tensor& input, std::span<const int32_t> rows, std::span<const int32_t> output_rows,

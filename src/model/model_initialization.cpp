@@ -36,14 +36,11 @@ Tensor ones(const Shape& shape) {
 
 }  // namespace
 
-ModelWeights initialize_model_weights(const ModelConfig& config, ExpertRange local_experts,
+ModelWeights initialize_model_weights(const ModelConfig& config, ExpertSet local_experts,
                                       const InitializationOptions& options) {
   config.validate("initialize_model_weights");
-  TEMOE_CHECK(local_experts.first >= 0 && local_experts.count >= 0 &&
-                  local_experts.first + local_experts.count <= config.num_experts,
-              "initialize_model_weights: experts [" << local_experts.first << ", "
-                                                    << local_experts.first + local_experts.count << ") of "
-                                                    << config.num_experts);
+  TEMOE_CHECK(local_experts.count() == 0 || local_experts.ids().back() < config.num_experts,
+              "initialize_model_weights: experts " << local_experts.describe() << " of " << config.num_experts);
   TEMOE_CHECK(options.standard_deviation > 0.0,
               "initialize_model_weights: standard deviation " << options.standard_deviation << " must be positive");
   const double deviation = options.standard_deviation;
@@ -72,7 +69,7 @@ ModelWeights initialize_model_weights(const ModelConfig& config, ExpertRange loc
     }
     w.post_attention_norm = ones(layer_tensor_shape(config, LayerTensor::post_attention_norm));
     w.router = matrix(LayerTensor::router, deviation);
-    for (int64_t expert = local_experts.first; expert < local_experts.first + local_experts.count; ++expert) {
+    for (const int64_t expert : local_experts.ids()) {
       const auto expert_matrix = [&](ExpertTensor tensor, double scale) {
         return normal_tensor(expert_tensor_name(config, layer, expert, tensor), expert_tensor_shape(config, tensor), scale,
                              seed);

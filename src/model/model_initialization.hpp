@@ -16,7 +16,7 @@ struct InitializationOptions {
   double standard_deviation = 0.02;
 };
 
-ModelWeights initialize_model_weights(const ModelConfig& config, ExpertRange local_experts,
+ModelWeights initialize_model_weights(const ModelConfig& config, ExpertSet local_experts,
                                       const InitializationOptions& options);
 
 }  // namespace temoe

@@ -32,7 +32,7 @@ void visit_tensors(const ModelConfig& config, Weights& weights, Visit&& visit) {
     visit(name(LayerTensor::post_attention_norm), w.post_attention_norm, false);
     visit(name(LayerTensor::router), w.router, false);
     for (size_t local = 0; local < w.experts.size(); ++local) {
-      const int64_t expert = weights.local_experts.first + static_cast<int64_t>(local);
+      const int64_t expert = weights.local_experts.id(static_cast<int64_t>(local));
       auto& e = w.experts[local];
       visit(expert_tensor_name(config, layer, expert, ExpertTensor::gate_proj), e.gate_proj, true);
       visit(expert_tensor_name(config, layer, expert, ExpertTensor::up_proj), e.up_proj, true);
@@ -90,8 +90,7 @@ void zero_model_gradients(ModelWeights& gradients) {
 
 ModelParameters make_model_parameters(const ModelConfig& config, ModelWeights& weights, ModelWeights& gradients) {
   TEMOE_CHECK(gradients.layers.size() == weights.layers.size() &&
-                  gradients.local_experts.first == weights.local_experts.first &&
-                  gradients.local_experts.count == weights.local_experts.count,
+                  gradients.local_experts == weights.local_experts,
               "make_model_parameters: the gradients are not laid out as the weights (make_model_gradients)");
   ModelParameters parameters;
   std::vector<Parameter> dense, experts;

@@ -1,5 +1,8 @@
 #include "src/model/model_weights.hpp"
 
+#include <algorithm>
+#include <sstream>
+
 #include <sstream>
 
 #include "src/core/error.hpp"
@@ -43,12 +46,43 @@ void check_tensor_set(const SafetensorsCheckpoint& checkpoint, const ModelConfig
 
 }  // namespace
 
+ExpertSet::ExpertSet(int64_t first, int64_t count) {
+  TEMOE_CHECK(first >= 0 && count >= 0, "expert range [" << first << ", " << first + count << ") is not a range of ids");
+  for (int64_t expert = first; expert < first + count; ++expert) ids_.push_back(expert);
+}
+
+ExpertSet ExpertSet::of(std::vector<int64_t> ids) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    TEMOE_CHECK(ids[i] >= 0 && (i == 0 || ids[i] > ids[i - 1]),
+                "expert ids must be ascending, distinct and non-negative; id " << ids[i] << " at position " << i
+                                                                                << " is not");
+  }
+  ExpertSet set;
+  set.ids_ = std::move(ids);
+  return set;
+}
+
+int64_t ExpertSet::local_index(int64_t expert) const {
+  const auto found = std::lower_bound(ids_.begin(), ids_.end(), expert);
+  return found != ids_.end() && *found == expert ? found - ids_.begin() : -1;
+}
+
+std::string ExpertSet::describe() const {
+  std::ostringstream text;
+  if (!ids_.empty() && ids_.back() - ids_.front() + 1 == count()) {
+    text << "[" << ids_.front() << ", " << ids_.back() + 1 << ")";
+    return text.str();
+  }
+  text << "{";
+  for (size_t i = 0; i < ids_.size(); ++i) text << (i ? ", " : "") << ids_[i];
+  text << "}";
+  return text.str();
+}
+
 ModelWeights load_model_weights(const SafetensorsCheckpoint& checkpoint, const ModelConfig& config,
-                                ExpertRange local_experts) {
-  TEMOE_CHECK(local_experts.first >= 0 && local_experts.count >= 0 &&
-                  local_experts.first + local_experts.count <= config.num_experts,
-              "expert range [" << local_experts.first << ", " << local_experts.first + local_experts.count
-                               << ") outside the model's " << config.num_experts << " experts");
+                                ExpertSet local_experts) {
+  TEMOE_CHECK(local_experts.count() == 0 || local_experts.ids().back() < config.num_experts,
+              "experts " << local_experts.describe() << " outside the model's " << config.num_experts << " experts");
   check_tensor_set(checkpoint, config);
   ModelWeights weights;
   weights.local_experts = local_experts;
@@ -72,7 +106,7 @@ ModelWeights load_model_weights(const SafetensorsCheckpoint& checkpoint, const M
     }
     layer_weights.post_attention_norm = load_layer_tensor(layer, LayerTensor::post_attention_norm);
     layer_weights.router = load_layer_tensor(layer, LayerTensor::router);
-    for (int64_t expert = local_experts.first; expert < local_experts.first + local_experts.count; ++expert) {
+    for (const int64_t expert : local_experts.ids()) {
       const auto load_expert_tensor = [&](ExpertTensor tensor) {
         return checkpoint.load(expert_tensor_name(config, layer, expert, tensor), expert_tensor_shape(config, tensor));
       };

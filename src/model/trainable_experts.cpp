@@ -58,17 +58,14 @@ void LocalTrainableExperts::forward(int64_t layer, const Tensor& hidden, std::sp
   const int64_t tokens = hidden.dim(0);
   TEMOE_CHECK(static_cast<int64_t>(experts.size()) == tokens * top_k,
               "LocalTrainableExperts: " << experts.size() << " expert ids for " << tokens << " tokens x k = " << top_k);
-  const ExpertRange range = weights_.local_experts;
+  const ExpertSet& range = weights_.local_experts;
   // Grouped exactly as LocalExperts groups them.
-  std::vector<std::vector<int32_t>> rows(static_cast<size_t>(range.count)), slot_rows(rows.size());
+  std::vector<std::vector<int32_t>> rows(static_cast<size_t>(range.count())), slot_rows(rows.size());
   for (int64_t slot = 0; slot < tokens * top_k; ++slot) {
     const int32_t expert = experts[static_cast<size_t>(slot)];
-    TEMOE_CHECK(range.contains(expert), "LocalTrainableExperts holds experts [" << range.first << ", "
-                                                                                << range.first + range.count
-                                                                                << ") but a token was routed to expert "
-                                                                                << expert);
-    rows[static_cast<size_t>(expert - range.first)].push_back(static_cast<int32_t>(slot / top_k));
-    slot_rows[static_cast<size_t>(expert - range.first)].push_back(static_cast<int32_t>(slot));
+    TEMOE_CHECK(range.contains(expert), "LocalTrainableExperts holds experts " << range.describe() << " but a token was routed to expert " << expert);
+    rows[static_cast<size_t>(range.local_index(expert))].push_back(static_cast<int32_t>(slot / top_k));
+    slot_rows[static_cast<size_t>(range.local_index(expert))].push_back(static_cast<int32_t>(slot));
   }
   tape.input = hidden;  // shares storage: the caller keeps the hidden states alive in its tape
   tape.experts.assign(rows.size(), {});

@@ -23,7 +23,7 @@ std::unique_ptr<TrainingModel> make_training_model(const ModelConfig& config, Mo
     model->experts = std::make_unique<ExpertParallelTrainableExperts>(*model->backend, model->weights, model->gradients,
                                                                       *model->dispatcher);
   } else {
-    TEMOE_CHECK(model->weights.local_experts.first == 0 && model->weights.local_experts.count == config.num_experts,
+    TEMOE_CHECK(model->weights.local_experts == ExpertSet(0, config.num_experts),
                 "make_training_model: without expert parallelism a rank must hold all " << config.num_experts
                                                                                          << " experts");
     model->experts = std::make_unique<LocalTrainableExperts>(*model->backend, model->weights, model->gradients);

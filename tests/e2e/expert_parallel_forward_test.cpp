@@ -1,7 +1,7 @@
 // `mpirun -np N temoe forward` end to end: the .npy rank 0 writes matches the single-rank run for
 // 1, 2 and 4 ranks and every valid ep size (with ranks that own no sequences), memory per rank
 // falls with the ep size, a fault on one rank ends the whole job with that rank named, and bad
-// layouts are refused with a clear message.
+// layouts are refused with a clear message; a permuted expert placement leaves the logits unchanged.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -142,6 +142,45 @@ struct BadLayout {
   int ep;
   const char* message;
 };
+
+// A placement is a permutation of experts over ranks applied at load time: the logits do not change.
+TEST(ExpertPlacementForward, PermutedPlacementsGiveTheSingleRankLogits) {
+  const fs::path model = kFixtures / "mixtral_f32";  // 4 experts
+  const fs::path work = scratch_directory("placement");
+  const auto single = run_shell_command(forward_command(0, model, model / "tokens.npy", work / "single.npy"));
+  ASSERT_EQ(single.exit_code, 0) << single.output;
+  const Tensor reference = read_float_npy(work / "single.npy");
+  struct Case {
+    int ranks;
+    std::string owners;
+  };
+  for (const Case& placement : {Case{2, "[1, 0, 0, 1]"}, Case{4, "[3, 1, 0, 2]"}}) {
+    const fs::path file = work / ("placement-" + std::to_string(placement.ranks) + ".json");
+    std::ofstream(file) << R"({"ep_size": )" << placement.ranks << R"(, "owners": )" << placement.owners << "}";
+    const fs::path out = work / ("np" + std::to_string(placement.ranks) + ".npy");
+    const auto run = run_shell_command(forward_command(placement.ranks, model, model / "tokens.npy", out,
+                                                       "--parallel.ep_size=" + std::to_string(placement.ranks) +
+                                                           " --parallel.placement=" + shell_quote(file)));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    EXPECT_LE(max_relative_difference(read_float_npy(out), reference), 1e-6) << placement.owners;
+  }
+  // A file for another layout, or an uneven one, is refused naming the file and the key.
+  const fs::path wrong = work / "wrong.json";
+  for (const auto& [text, message] : {std::pair<std::string, std::string>{R"({"ep_size": 4, "owners": [0, 1, 2, 3]})",
+                                                                          "key ep_size is 4 but this run has 2"},
+                                      {R"({"ep_size": 2, "owners": [0, 0, 0, 1]})", "rank 0 3 experts"},
+                                      {R"({"ep_size": 2, "owners": [0, 1]})", "key owners lists 2 experts"}}) {
+    std::ofstream(wrong) << text;
+    const auto run = run_shell_command(forward_command(2, model, model / "tokens.npy", work / "bad.npy",
+                                                       "--parallel.ep_size=2 --parallel.placement=" + shell_quote(wrong)),
+                                       std::chrono::seconds(60));
+    EXPECT_NE(run.exit_code, 0) << text;
+    EXPECT_NE(run.output.find(message), std::string::npos) << run.output;
+    EXPECT_NE(run.output.find("wrong.json"), std::string::npos) << run.output;
+    EXPECT_FALSE(fs::exists(work / "bad.npy"));
+  }
+  fs::remove_all(work);
+}
 
 TEST(ExpertParallelLayout, RefusesLayoutsThatDoNotFit) {
   const fs::path model = kFixtures / "mixtral_f32";  // 4 experts

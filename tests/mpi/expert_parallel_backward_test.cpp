@@ -47,7 +47,7 @@ Result train_step(const std::filesystem::path& directory, const Batch& batch, Mp
   const SafetensorsCheckpoint checkpoint(directory);
   std::unique_ptr<ProcessGrid> grid;
   TrainingCommunicators communicators;
-  ExpertRange range{0, config.num_experts};
+  ExpertSet range{0, config.num_experts};
   if (world) {
     grid = std::make_unique<ProcessGrid>(*world, ep_size, config.num_experts);
     communicators = training_communicators(*grid);
