@@ -16,5 +16,6 @@ int run_train(const Arguments& arguments);
 int run_eval(const Arguments& arguments);
 int run_make_data(const Arguments& arguments);
 int run_pretrain(const Arguments& arguments);
+int run_place(const Arguments& arguments);
 
 }  // namespace temoe::launch

@@ -182,6 +182,34 @@ TEST(ExpertPlacementForward, PermutedPlacementsGiveTheSingleRankLogits) {
   fs::remove_all(work);
 }
 
+// temoe place measures co-selection on data and writes a placement that loads: within the load
+// bound, no worse than contiguous blocks on its own measure, and the forward's logits unchanged.
+TEST(ExpertPlacementForward, PlaceWritesABalancedPlacementThatLoads) {
+  const fs::path work = scratch_directory("place");
+  const std::string model = shell_quote(std::string(TEMOE_SOURCE_DIR) + "/configs/testbed/model");
+  auto run = run_shell_command(kBinary + " make-data --out " + shell_quote(work / "data.h5") + " --data.documents=40");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  run = run_shell_command(kBinary + " place --model.dir=" + model + " --data.path=" + shell_quote(work / "data.h5") +
+                          " --ep-size 4 --place.batches=2 --out " + shell_quote(work / "placement.json") + " --json " +
+                          shell_quote(work / "report.json"));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto report = nlohmann::json::parse(std::ifstream(work / "report.json"));
+  EXPECT_LE(report["placed"]["max_load_over_mean"].get<double>(), 1.1 + 1e-9) << report.dump();
+  EXPECT_GT(report["sets"].get<int64_t>(), 0);
+  TokenArray tokens;
+  tokens.shape = {2, 16};
+  for (int32_t i = 0; i < 32; ++i) tokens.ids.push_back((i * 37 + 5) % 128);
+  write_token_npy(work / "tokens.npy", tokens);
+  const fs::path testbed = fs::path(TEMOE_SOURCE_DIR) / "configs/testbed/model";
+  run = run_shell_command(forward_command(0, testbed, work / "tokens.npy", work / "single.npy"));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  run = run_shell_command(forward_command(4, testbed, work / "tokens.npy", work / "placed.npy",
+                                          "--parallel.ep_size=4 --parallel.placement=" + shell_quote(work / "placement.json")));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_LE(max_relative_difference(read_float_npy(work / "placed.npy"), read_float_npy(work / "single.npy")), 1e-6);
+  fs::remove_all(work);
+}
+
 TEST(ExpertParallelLayout, RefusesLayoutsThatDoNotFit) {
   const fs::path model = kFixtures / "mixtral_f32";  // 4 experts
   const fs::path work = scratch_directory("layout");
