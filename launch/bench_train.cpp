@@ -54,7 +54,7 @@ int bench_train(const Arguments& arguments) {
   }
   const auto& values = parsed.values;
   apply_thread_settings(values);
-  const TrainerConfig config = trainer_config_from(values);
+  TrainerConfig config = trainer_config_from(values);
   const int64_t global_batch = values["train.batch_size"].as<int64_t>(), time = values["train.sequence_length"].as<int64_t>();
   const int repeats = values["repeats"].as<int>();
   int argc = 0;
@@ -69,6 +69,10 @@ int bench_train(const Arguments& arguments) {
   const int64_t local = global_batch / world.size();
   const data::SequenceBatch batch =
       random_batch(local, time, model->config.vocab_size, 11 + static_cast<uint64_t>(world.rank()), world.rank() * local);
+  if (model->dispatcher) {  // the communication cost is priced on this run's expert placement
+    config.expert_owners = model->dispatcher->placement().owners();
+    config.home_rank = model->grid->ep_rank();
+  }
   ControllerTrainer trainer(*model->transformer, model->weights, config, world);
 
   using Clock = std::chrono::steady_clock;

@@ -48,6 +48,8 @@ po::options_description configuration_keys() {
       ("controller.value_coefficient", po::value<double>()->default_value(0.01), "weight of the V and Q losses")
       ("controller.selection_coefficient", po::value<double>()->default_value(1.0),
        "weight of the selection loss (0: masks stay the selection head's initial choice, the router's top-k_hat)")
+      ("controller.communication_cost", po::value<double>()->default_value(0.0),
+       "per token and layer: cost per rank other than the token's own that the held mask spans (0: off)")
       ("rollout.mode", po::value<std::string>()->default_value("teacher_forced"),
        "teacher_forced: the data's tokens; sampled: the student continues the data's first rollout.prompt_length tokens, "
        "drawing from (1 - rollout.teacher_mix) p_student + rollout.teacher_mix p_teacher, with importance weights")

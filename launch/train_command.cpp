@@ -121,7 +121,7 @@ int run_train(const Arguments& arguments) {
   const auto& values = parsed.values;
   if (!values.count("run-dir")) TEMOE_FAIL("temoe train: --run-dir DIR is required");
   const std::filesystem::path run_directory = values["run-dir"].as<std::string>();
-  const TrainerConfig config = trainer_config_from(values);
+  TrainerConfig config = trainer_config_from(values);
   const int64_t steps = values["train.steps"].as<int64_t>(), global_batch = values["train.batch_size"].as<int64_t>();
   const int64_t time = values["train.sequence_length"].as<int64_t>();
   if (steps < 0 || global_batch < 1 || time < 2) {
@@ -146,6 +146,10 @@ int run_train(const Arguments& arguments) {
                                      << model->config.vocab_size);
   }
   data::BatchSampler sampler(dataset, {time, config.seed, true});
+  if (model->dispatcher) {  // the communication cost is priced on this run's expert placement
+    config.expert_owners = model->dispatcher->placement().owners();
+    config.home_rank = model->grid->ep_rank();
+  }
   ControllerTrainer trainer(*model->transformer, model->weights, config, world);
   const int64_t checkpoint_every = values["train.checkpoint_every"].as<int64_t>();
   const int keep_checkpoints = values["train.keep_checkpoints"].as<int>();

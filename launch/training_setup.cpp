@@ -17,6 +17,10 @@ TrainerConfig trainer_config_from(const po::variables_map& values) {
   controller.lambda = values["controller.lambda"].as<double>();
   controller.value_coefficient = values["controller.value_coefficient"].as<double>();
   controller.selection_coefficient = values["controller.selection_coefficient"].as<double>();
+  controller.communication_cost = values["controller.communication_cost"].as<double>();
+  if (controller.communication_cost < 0) {
+    TEMOE_FAIL("controller.communication_cost = " << controller.communication_cost << ": expected a non-negative cost");
+  }
   for (const auto& [key, value] : {std::pair<const char*, int64_t>{"controller.hidden", controller.hidden},
                                    {"controller.embedding_dim", controller.embedding_dim},
                                    {"controller.set_dim", controller.set_dim}}) {

@@ -18,6 +18,10 @@ struct ControllerConfig {
   double lambda = 0.95;
   double value_coefficient = 0.01;   // weight of the V and Q regressions
   double selection_coefficient = 1.0;  // weight of the selection loss (0: keep the router's choice)
+  // Communication-aware option (a running cost beside the one-off eta): per token and layer, this
+  // times the number of ranks other than the token's own that own experts of the held mask is
+  // taken from that layer's reward, so the controllers can trade retention for traffic.
+  double communication_cost = 0.0;
 };
 
 }  // namespace temoe

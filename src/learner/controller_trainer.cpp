@@ -28,6 +28,25 @@ ControllerTrainer::ControllerTrainer(MoeTransformer& model, const ModelWeights& 
   optimizer_ = std::make_unique<AdamW>(parameters_, config.optimizer);
 }
 
+std::vector<double> communication_costs(const Rollout& rollout, double cost_per_rank, std::span<const int> expert_owners,
+                                        int home_rank) {
+  if (cost_per_rank == 0 || expert_owners.empty()) return {};
+  std::vector<double> costs;
+  for (const LayerDecisions& decisions : rollout.decisions) {
+    const int64_t k_hat = decisions.k_hat;
+    for (size_t row = 0; row * static_cast<size_t>(k_hat) < decisions.masks.size(); ++row) {
+      uint64_t ranks = 0;  // expert-parallel groups are at most 64 ranks wide here
+      for (int64_t j = 0; j < k_hat; ++j) {
+        const int32_t expert = decisions.masks[row * static_cast<size_t>(k_hat) + static_cast<size_t>(j)];
+        ranks |= uint64_t{1} << expert_owners[static_cast<size_t>(expert)];
+      }
+      ranks &= ~(uint64_t{1} << home_rank);
+      costs.push_back(cost_per_rank * std::popcount(ranks));
+    }
+  }
+  return costs;
+}
+
 StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t step) {
   const ModelConfig& model_config = model_.config();
   const int64_t layers = model_config.num_layers, count = batch.batch * batch.time;
@@ -57,9 +76,12 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
   OptionCriticLearner learner(controllers_, world_);
   StepMetrics metrics;
   metrics.step = step;
+  const std::vector<double> layer_costs = communication_costs(student, config_.controller.communication_cost,
+                                                              config_.expert_owners, config_.home_rank);
   metrics.losses = learner.accumulate_gradients(student, scores.reward, document_ends, batch.batch, batch.time,
                                                 sampled ? std::span<const double>(sampled->importance_weights)
-                                                        : std::span<const double>());
+                                                        : std::span<const double>(),
+                                                layer_costs);
 
   // Gradients of the global mean: every rank added its share, the sum over ranks is the total.
   std::vector<float> gradients = parameters_.flatten_gradients();

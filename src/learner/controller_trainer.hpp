@@ -33,6 +33,10 @@ struct TrainerConfig {
   uint64_t seed = 1;
   RolloutMode rollout = RolloutMode::teacher_forced;
   SampledRolloutOptions sampled;  // prompt length and teacher share (rollout = sampled)
+  // The expert-parallel layout the communication cost is priced on: owner rank of each expert
+  // (empty: one rank holds every expert, nothing is remote) and this rank's place in its group.
+  std::vector<int> expert_owners;
+  int home_rank = 0;
 };
 
 // Global figures of one step (summed over ranks).
@@ -51,6 +55,11 @@ struct StepMetrics {
   std::vector<double> utilization_entropy_per_layer;
   std::vector<LayerLosses> losses;
 };
+
+// Per layer and token (layer-major, [layers * N]): cost_per_rank times the ranks other than
+// `home_rank` that own experts of the held mask. Empty when the cost is 0 or nothing is remote.
+std::vector<double> communication_costs(const Rollout& rollout, double cost_per_rank, std::span<const int> expert_owners,
+                                        int home_rank);
 
 class ControllerTrainer {
  public:

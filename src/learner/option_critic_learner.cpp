@@ -28,7 +28,8 @@ enum Sum { valid_count, termination_count, selection_count, termination_square, 
 
 std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout& rollout, std::span<const double> rewards,
                                                                    std::span<const uint8_t> document_end, int64_t batch,
-                                                                   int64_t time, std::span<const double> weights) {
+                                                                   int64_t time, std::span<const double> weights,
+                                                                   std::span<const double> layer_costs) {
   const auto layers = static_cast<int64_t>(controllers_.size());
   const int64_t count = batch * time;
   TEMOE_CHECK(static_cast<int64_t>(rollout.decisions.size()) == layers,
@@ -37,6 +38,8 @@ std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout
               "learner: " << rewards.size() << " rewards and " << document_end.size() << " end flags for " << count << " positions");
   TEMOE_CHECK(weights.empty() || static_cast<int64_t>(weights.size()) == count,
               "learner: " << weights.size() << " importance weights for " << count << " positions");
+  TEMOE_CHECK(layer_costs.empty() || static_cast<int64_t>(layer_costs.size()) == layers * count,
+              "learner: " << layer_costs.size() << " layer costs for " << layers << " layers x " << count << " positions");
   // Multiplying by exactly 1 changes no bit, so unweighted runs are what they were before weights.
   const auto weight_at = [&](size_t i) { return weights.empty() ? 1.0 : weights[i]; };
   std::vector<LayerWork> work(static_cast<size_t>(layers));
@@ -56,12 +59,19 @@ std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout
     w.termination_advantage.assign(static_cast<size_t>(count), 0.0);
     w.selection_advantage.assign(static_cast<size_t>(count), 0.0);
     double* s = sums.data() + layer * kSums;
+    std::vector<double> layer_rewards;
+    std::span<const double> rewards_here = rewards;
+    if (!layer_costs.empty()) {
+      layer_rewards.assign(rewards.begin(), rewards.end());
+      for (int64_t i = 0; i < count; ++i) layer_rewards[static_cast<size_t>(i)] -= layer_costs[static_cast<size_t>(layer * count + i)];
+      rewards_here = layer_rewards;
+    }
     for (int64_t b = 0; b < batch; ++b) {
       const auto at = [&](const std::vector<float>& values) {
         return std::vector<double>(values.begin() + b * time, values.begin() + (b + 1) * time);
       };
       const size_t first = static_cast<size_t>(b * time);
-      const auto targets = critic_targets(rewards.subspan(first, static_cast<size_t>(time)), at(w.current.v),
+      const auto targets = critic_targets(rewards_here.subspan(first, static_cast<size_t>(time)), at(w.current.v),
                                           at(w.current.q), at(w.previous.q), at(w.previous.beta),
                                           document_end.subspan(first, static_cast<size_t>(time)),
                                           controller.config().gamma, controller.config().lambda);

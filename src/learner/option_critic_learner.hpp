@@ -36,9 +36,12 @@ class OptionCriticLearner {
   // selection; a sampled rollout's p_student / p_mix, DESIGN.md section 1), or empty for 1 (a
   // teacher-forced rollout). They scale the terms only: the GAE targets, the advantages' RMS
   // normalisers and the counts the means divide by stay unweighted.
+  // layer_costs: [layers * B * T] taken from the shared reward in each layer (the communication
+  // cost of the layer's held mask), or empty for none.
   std::vector<LayerLosses> accumulate_gradients(const Rollout& rollout, std::span<const double> rewards,
                                                 std::span<const uint8_t> document_end, int64_t batch, int64_t time,
-                                                std::span<const double> weights = {});
+                                                std::span<const double> weights = {},
+                                                std::span<const double> layer_costs = {});
 
  private:
   std::vector<OptionController>& controllers_;
