@@ -4,6 +4,7 @@
 // sizes agree before anything is sent, and errors carry the rank.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -27,6 +28,21 @@ class Communicator {
   virtual void all_to_all_v(std::span<const std::byte> send, std::span<const size_t> send_counts,
                             std::span<const size_t> send_offsets, std::span<std::byte> receive,
                             std::span<const size_t> receive_counts, std::span<const size_t> receive_offsets) = 0;
+  // Where the blocks of all_to_all_v_sized_by_senders go: a buffer and one offset per rank.
+  struct ReceivePlacement {
+    std::span<std::byte> buffer;
+    std::vector<size_t> offsets;
+  };
+  using PlaceReceived = std::function<ReceivePlacement(std::span<const size_t> receive_counts)>;
+  // Variable-count all-to-all whose receivers do not know their counts beforehand: `place` is
+  // called once, with the bytes coming from each rank, and says where to put them. The default
+  // exchanges the counts first (all_to_all, so through host memory: a backend whose buffers live
+  // on a device must override it); MPI carries them in the message envelopes instead, which saves
+  // a collective and the wait in it.
+  virtual void all_to_all_v_sized_by_senders(std::span<const std::byte> send, std::span<const size_t> send_counts,
+                                             std::span<const size_t> send_offsets, const PlaceReceived& place);
+  // True where all_to_all_v_sized_by_senders needs no separate counts exchange.
+  virtual bool counts_travel_with_data() const { return false; }
   // Fixed-size all-to-all: `block` bytes to and from every rank.
   virtual void all_to_all(std::span<const std::byte> send, std::span<std::byte> receive, size_t block) = 0;
   virtual void broadcast(std::span<std::byte> bytes, int root) = 0;
@@ -39,6 +55,17 @@ class Communicator {
   // Split into sub-communicators by color, ordered by key (like MPI_Comm_split).
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 };
+
+inline void Communicator::all_to_all_v_sized_by_senders(std::span<const std::byte> send,
+                                                        std::span<const size_t> send_counts,
+                                                        std::span<const size_t> send_offsets, const PlaceReceived& place) {
+  std::vector<uint64_t> sending(send_counts.begin(), send_counts.end()), receiving(sending.size());
+  all_to_all(std::as_bytes(std::span<const uint64_t>(sending)), std::as_writable_bytes(std::span<uint64_t>(receiving)),
+             sizeof(uint64_t));
+  const std::vector<size_t> receive_counts(receiving.begin(), receiving.end());
+  const ReceivePlacement placement = place(receive_counts);
+  all_to_all_v(send, send_counts, send_offsets, placement.buffer, receive_counts, placement.offsets);
+}
 
 template <typename T>
 std::span<const std::byte> as_bytes_span(std::span<const T> values) {

@@ -6,6 +6,17 @@
 
 namespace temoe {
 
+// Where the exchange time goes, in seconds summed over calls; the phases add up to
+// DispatchStatistics::exchange_seconds.
+struct DispatchPhaseSeconds {
+  double plan = 0;               // routing: rows per destination, grouped with one counting sort
+  double pack = 0;               // hidden states and expert ids into the send buffer (own rows: into the input)
+  double dispatch_exchange = 0;  // the all-to-all-v of the rows, with their counts (see counts_exchanges)
+  double unpack = 0;             // received rows grouped by local expert (they arrive in the experts' input)
+  double return_exchange = 0;    // the all-to-all-v of the results
+  double combine = 0;            // results into their (token, slot) rows
+};
+
 struct DispatchStatistics {
   int64_t layer_calls = 0;         // dispatch calls (one per MoE layer and step)
   int64_t tokens = 0;              // tokens this rank routed
@@ -14,15 +25,19 @@ struct DispatchStatistics {
   int64_t bytes_received = 0;      // bytes this rank received, from itself and others
   int64_t messages = 0;            // non-empty sends to other ranks
   int64_t peers = 0;               // distinct other ranks exchanged with, summed over calls
-  int64_t counts_exchanges = 0;    // calls that exchanged counts before the data
+  int64_t counts_exchanges = 0;    // calls that exchanged counts before the data (none where they travel with it)
   double exchange_seconds = 0;     // planning, counts, packing, all-to-alls and unpacking
   double expert_seconds = 0;       // the local expert FFNs
+  DispatchPhaseSeconds phases;     // exchange_seconds, phase by phase
+  int64_t page_faults = 0;         // minor page faults inside the exchange: first touches of fresh memory
+                                   // (the caller's slots, regrown buffers), each costly in a virtual machine
   std::vector<int64_t> bytes_to_rank;       // dispatch bytes this rank sent to each rank (incl. itself)
   std::vector<int64_t> return_bytes_to_rank;  // result bytes this rank sent back to each rank
   // Per call, when recording is on (benchmarks replay these matrices through a plain all-to-all):
   bool record_calls = false;
   std::vector<std::vector<int64_t>> call_dispatch_bytes;  // [call][rank]
   std::vector<std::vector<int64_t>> call_return_bytes;    // [call][rank]
+  std::vector<std::vector<int32_t>> call_experts;         // [call][N * k] the routing (to replay the call)
 
   void reset(int ranks, bool record = false);
 };

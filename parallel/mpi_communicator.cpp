@@ -55,12 +55,16 @@ MpiCommunicator::MpiCommunicator(MPI_Comm base) {
   MPI_Comm_set_errhandler(communicator_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(communicator_, &rank_);
   MPI_Comm_size(communicator_, &size_);
+  check_mpi(MPI_Comm_dup(communicator_, &exchange_communicator_), "MPI_Comm_dup", rank_);
+  MPI_Comm_set_errhandler(exchange_communicator_, MPI_ERRORS_RETURN);
 }
 
 MpiCommunicator::MpiCommunicator(MPI_Comm owned, Adopt) : communicator_(owned) {
   MPI_Comm_set_errhandler(communicator_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(communicator_, &rank_);
   MPI_Comm_size(communicator_, &size_);
+  check_mpi(MPI_Comm_dup(communicator_, &exchange_communicator_), "MPI_Comm_dup", rank_);
+  MPI_Comm_set_errhandler(exchange_communicator_, MPI_ERRORS_RETURN);
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -69,7 +73,9 @@ MpiCommunicator::~MpiCommunicator() {
   if (std::uncaught_exceptions() > 0) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (communicator_ != MPI_COMM_NULL && !finalized) MPI_Comm_free(&communicator_);
+  if (finalized) return;
+  if (exchange_communicator_ != MPI_COMM_NULL) MPI_Comm_free(&exchange_communicator_);
+  if (communicator_ != MPI_COMM_NULL) MPI_Comm_free(&communicator_);
 }
 
 template <typename T>
@@ -124,6 +130,51 @@ void MpiCommunicator::all_to_all_v(std::span<const std::byte> send, std::span<co
   check_mpi(MPI_Alltoallv(send.data(), send_count.data(), send_offset.data(), MPI_BYTE, receive.data(),
                           receive_count.data(), receive_offset.data(), MPI_BYTE, communicator_),
             "MPI_Alltoallv", rank_);
+}
+
+void MpiCommunicator::all_to_all_v_sized_by_senders(std::span<const std::byte> send, std::span<const size_t> send_counts,
+                                                    std::span<const size_t> send_offsets, const PlaceReceived& place) {
+  // Every rank sends every rank one message (empty ones too), probes each source's message for its
+  // size, lets the caller place the blocks, then receives them: the sizes travel in the envelopes
+  // and the only waits are the ones the data itself needs. Messages from one source match in the
+  // order they were sent, so consecutive calls cannot mix.
+  constexpr int kTag = 1;
+  const auto ranks = static_cast<size_t>(size_);
+  TEMOE_CHECK(send_counts.size() == ranks && send_offsets.size() == ranks,
+              "rank " << rank_ << ": all_to_all_v_sized_by_senders needs " << ranks << " send counts and offsets");
+  for (size_t r = 0; r < ranks; ++r) {
+    TEMOE_CHECK(send_offsets[r] + send_counts[r] <= send.size(),
+                "rank " << rank_ << ": all_to_all_v_sized_by_senders send block " << r << " [" << send_offsets[r] << ", +"
+                        << send_counts[r] << ") outside the " << send.size() << "-byte buffer");
+  }
+  std::vector<MPI_Request> requests(2 * ranks, MPI_REQUEST_NULL);
+  for (size_t r = 0; r < ranks; ++r) {
+    check_mpi(MPI_Isend(send.data() + send_offsets[r], to_int(send_counts[r], "all_to_all_v_sized_by_senders block", rank_),
+                        MPI_BYTE, static_cast<int>(r), kTag, exchange_communicator_, &requests[r]),
+              "MPI_Isend", rank_);
+  }
+  std::vector<MPI_Message> messages(ranks, MPI_MESSAGE_NULL);
+  std::vector<size_t> receive_counts(ranks);
+  for (size_t r = 0; r < ranks; ++r) {
+    MPI_Status status;
+    check_mpi(MPI_Mprobe(static_cast<int>(r), kTag, exchange_communicator_, &messages[r], &status), "MPI_Mprobe", rank_);
+    int count = 0;
+    check_mpi(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count", rank_);
+    receive_counts[r] = static_cast<size_t>(count);
+  }
+  const ReceivePlacement placement = place(receive_counts);
+  TEMOE_CHECK(placement.offsets.size() == ranks,
+              "rank " << rank_ << ": all_to_all_v_sized_by_senders placed " << placement.offsets.size() << " blocks of "
+                      << ranks);
+  for (size_t r = 0; r < ranks; ++r) {
+    TEMOE_CHECK(placement.offsets[r] + receive_counts[r] <= placement.buffer.size(),
+                "rank " << rank_ << ": all_to_all_v_sized_by_senders receive block " << r << " [" << placement.offsets[r]
+                        << ", +" << receive_counts[r] << ") outside the " << placement.buffer.size() << "-byte buffer");
+    check_mpi(MPI_Imrecv(placement.buffer.data() + placement.offsets[r], static_cast<int>(receive_counts[r]), MPI_BYTE,
+                         &messages[r], &requests[ranks + r]),
+              "MPI_Imrecv", rank_);
+  }
+  check_mpi(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall", rank_);
 }
 
 void MpiCommunicator::all_to_all(std::span<const std::byte> send, std::span<std::byte> receive, size_t block) {

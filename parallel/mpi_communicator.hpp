@@ -1,6 +1,8 @@
 #pragma once
 // The MPI implementation of Communicator, for host memory. Owns a duplicated MPI communicator so
-// that temoe's traffic never matches messages of another library on the same ranks.
+// that temoe's traffic never matches messages of another library on the same ranks, and a second
+// one for the point-to-point messages of all_to_all_v_sized_by_senders, so that they never match
+// the caller's send/receive, whatever its tags.
 #include <mpi.h>
 
 #include "parallel/communicator.hpp"
@@ -34,6 +36,9 @@ class MpiCommunicator final : public Communicator {
   void all_to_all_v(std::span<const std::byte> send, std::span<const size_t> send_counts,
                     std::span<const size_t> send_offsets, std::span<std::byte> receive,
                     std::span<const size_t> receive_counts, std::span<const size_t> receive_offsets) override;
+  void all_to_all_v_sized_by_senders(std::span<const std::byte> send, std::span<const size_t> send_counts,
+                                     std::span<const size_t> send_offsets, const PlaceReceived& place) override;
+  bool counts_travel_with_data() const override { return true; }
   void all_to_all(std::span<const std::byte> send, std::span<std::byte> receive, size_t block) override;
   void broadcast(std::span<std::byte> bytes, int root) override;
   void barrier() override;
@@ -49,6 +54,7 @@ class MpiCommunicator final : public Communicator {
   void ordered_sum(std::span<T> values, MPI_Datatype type);
 
   MPI_Comm communicator_ = MPI_COMM_NULL;
+  MPI_Comm exchange_communicator_ = MPI_COMM_NULL;  // all_to_all_v_sized_by_senders' messages only
   int rank_ = 0;
   int size_ = 1;
 };

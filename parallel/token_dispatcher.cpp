@@ -1,7 +1,9 @@
 #include "parallel/token_dispatcher.hpp"
 
-#include <chrono>
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -13,7 +15,27 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+// Adds the time since the previous mark to a phase and moves the mark.
+class PhaseClock {
+ public:
+  PhaseClock() : mark_(Clock::now()) {}
+  void restart() { mark_ = Clock::now(); }
+  void lap(double& phase) {
+    const auto now = Clock::now();
+    phase += std::chrono::duration<double>(now - mark_).count();
+    mark_ = now;
+  }
+
+ private:
+  Clock::time_point mark_;
+};
+
+// Minor page faults of the calling thread so far.
+int64_t minor_page_faults() {
+  rusage usage{};
+  getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_minflt;
+}
 
 std::vector<size_t> exclusive_prefix_sum(const std::vector<size_t>& counts) {
   std::vector<size_t> offsets(counts.size(), 0);
@@ -29,6 +51,9 @@ Tensor workspace_rows(Tensor& workspace, int64_t rows, int64_t width) {
   return workspace.rows(0, rows);
 }
 
+// Rows of width `width` floats that `count` int32 ids take up (rounded up).
+int64_t id_rows(int64_t count, int64_t width) { return (count + width - 1) / width; }
+
 }  // namespace
 
 TokenDispatcher::TokenDispatcher(Communicator& expert_parallel, ExpertPlacement placement)
@@ -39,142 +64,210 @@ TokenDispatcher::TokenDispatcher(Communicator& expert_parallel, ExpertPlacement 
   statistics_.reset(communicator_.size());
 }
 
+void TokenDispatcher::plan(std::span<const int32_t> experts, int64_t tokens, int64_t top_k) {
+  const int ranks = communicator_.size(), me = communicator_.rank();
+  const auto k = static_cast<size_t>(top_k);
+  // Pass 1: the owner of every slot, and rows and slots per destination. A token sends one row to
+  // each distinct owner among its k experts: the first slot with that owner opens the row.
+  slot_owner_.resize(experts.size());
+  rows_to_.assign(static_cast<size_t>(ranks), 0);
+  slots_to_.assign(static_cast<size_t>(ranks), 0);
+  for (size_t token = 0; token < static_cast<size_t>(tokens); ++token) {
+    for (size_t s = 0; s < k; ++s) {
+      const int32_t expert = experts[token * k + s];
+      TEMOE_CHECK(expert >= 0 && expert < placement_.num_experts(),
+                  "rank " << me << ": expert id " << expert << " outside [0, " << placement_.num_experts() << ")");
+      const int owner = placement_.owner(expert);
+      slot_owner_[token * k + s] = owner;
+      bool opens_row = true;
+      for (size_t before = 0; before < s && opens_row; ++before) opens_row = slot_owner_[token * k + before] != owner;
+      rows_to_[static_cast<size_t>(owner)] += opens_row;
+      ++slots_to_[static_cast<size_t>(owner)];
+    }
+  }
+  // Pass 2 (a counting sort by destination, stable in token order): the token of every row, its
+  // expert ids (-1 where unused), and the slots in the order their results come back.
+  row_begin_.assign(static_cast<size_t>(ranks) + 1, 0);
+  slot_begin_.assign(static_cast<size_t>(ranks) + 1, 0);
+  for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+    row_begin_[r + 1] = row_begin_[r] + rows_to_[r];
+    slot_begin_[r + 1] = slot_begin_[r] + slots_to_[r];
+  }
+  row_token_.resize(static_cast<size_t>(row_begin_.back()));
+  row_experts_.assign(static_cast<size_t>(row_begin_.back()) * k, -1);
+  slot_order_.resize(static_cast<size_t>(slot_begin_.back()));
+  next_row_.assign(row_begin_.begin(), row_begin_.end() - 1);
+  next_slot_.assign(slot_begin_.begin(), slot_begin_.end() - 1);
+  for (size_t token = 0; token < static_cast<size_t>(tokens); ++token) {
+    for (size_t s = 0; s < k; ++s) {
+      const auto owner = static_cast<size_t>(slot_owner_[token * k + s]);
+      size_t position = 0;  // this slot's position among the token's slots with the same owner
+      for (size_t before = 0; before < s; ++before) position += static_cast<size_t>(slot_owner_[token * k + before]) == owner;
+      if (position == 0) row_token_[static_cast<size_t>(next_row_[owner]++)] = static_cast<int32_t>(token);
+      row_experts_[static_cast<size_t>(next_row_[owner] - 1) * k + position] = experts[token * k + s];
+      slot_order_[static_cast<size_t>(next_slot_[owner]++)] = static_cast<int32_t>(token * k + s);
+    }
+  }
+}
+
 void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
                                const LocalExpertFunction& apply, DispatchTape* tape) {
   if (barrier_before_exchange_) communicator_.barrier();
   const auto start = Clock::now();
+  const int64_t faults_at_start = minor_page_faults();
+  PhaseClock clock;
+  DispatchPhaseSeconds& phases = statistics_.phases;
   const int ranks = communicator_.size(), me = communicator_.rank();
+  const auto self = static_cast<size_t>(me);
   const int64_t tokens = hidden.dim(0), width = hidden.dim(1);
   TEMOE_CHECK(static_cast<int64_t>(experts.size()) == tokens * top_k,
               "rank " << me << ": " << experts.size() << " expert ids for " << tokens << " tokens x k = " << top_k);
   check_shape(slots, {tokens * top_k, width}, "dispatch slots");
-  // A row is D floats followed by k int32 expert ids (-1 where unused), sent as raw bytes.
-  const size_t row_bytes = static_cast<size_t>(width + top_k) * 4;
-  const size_t result_bytes = static_cast<size_t>(width) * 4;
+  const auto k = static_cast<size_t>(top_k), d = static_cast<size_t>(width);
+  // A message to a rank carries its rows' hidden states (D floats each) followed by their expert
+  // ids (k int32 each, -1 where unused). Both go as raw bytes; the receiver places each source's
+  // block at a row boundary of the experts' input, so the hidden states land where the experts
+  // read them and nothing is copied out of a receive buffer.
+  const size_t row_bytes = (d + k) * 4, result_bytes = d * 4;
 
-  // 1. Plan: rows per destination in token order; `slot_order[r]` lists the slots whose results
-  //    rank r returns, in the order it will return them.
-  std::vector<std::vector<int32_t>> row_tokens(static_cast<size_t>(ranks));
-  std::vector<std::vector<int32_t>> row_experts(static_cast<size_t>(ranks));
-  std::vector<std::vector<int32_t>> slot_order(static_cast<size_t>(ranks));
-  for (int64_t token = 0; token < tokens; ++token) {
-    for (int destination = 0; destination < ranks; ++destination) {
-      int used = 0;
-      for (int64_t s = 0; s < top_k; ++s) {
-        const int32_t expert = experts[static_cast<size_t>(token * top_k + s)];
-        TEMOE_CHECK(expert >= 0 && expert < placement_.num_experts(),
-                    "rank " << me << ": expert id " << expert << " outside [0, " << placement_.num_experts() << ")");
-        if (placement_.owner(expert) != destination) continue;
-        if (used == 0) {
-          row_tokens[static_cast<size_t>(destination)].push_back(static_cast<int32_t>(token));
-          row_experts[static_cast<size_t>(destination)].insert(row_experts[static_cast<size_t>(destination)].end(),
-                                                               static_cast<size_t>(top_k), -1);
-        }
-        row_experts[static_cast<size_t>(destination)][row_experts[static_cast<size_t>(destination)].size() -
-                                                      static_cast<size_t>(top_k) + static_cast<size_t>(used)] = expert;
-        slot_order[static_cast<size_t>(destination)].push_back(static_cast<int32_t>(token * top_k + s));
-        ++used;
+  // 1. Plan: rows per destination, grouped by one counting sort.
+  plan(experts, tokens, top_k);
+  clock.lap(phases.plan);
+
+  // 2. Pack: rows to other ranks into the send buffer. The own rows skip the all-to-all (below).
+  std::vector<size_t> send_counts(static_cast<size_t>(ranks));
+  for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) send_counts[r] = static_cast<size_t>(rows_to_[r]) * row_bytes;
+  std::vector<size_t> wire_send_counts = send_counts;
+  wire_send_counts[self] = 0;
+  const auto send_offsets = exclusive_prefix_sum(wire_send_counts);
+  send_buffer_.resize(send_offsets.back() + wire_send_counts.back());
+  const float* hidden_data = hidden.data();
+  // One block: the rows' hidden states, then their expert ids.
+  const auto pack_block = [&](size_t destination, std::byte* block) {
+    const auto count = static_cast<size_t>(rows_to_[destination]);
+    const int32_t* tokens_to_r = row_token_.data() + row_begin_[destination];
+    for (size_t row = 0; row < count; ++row) {
+      std::memcpy(block + row * d * 4, hidden_data + static_cast<size_t>(tokens_to_r[row]) * d, d * 4);
+    }
+    std::memcpy(block + count * d * 4, row_experts_.data() + static_cast<size_t>(row_begin_[destination]) * k, count * k * 4);
+  };
+  for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+    if (r != self) pack_block(r, send_buffer_.data() + send_offsets[r]);
+  }
+  clock.lap(phases.pack);
+
+  // 3. The rows, each source's block received at a row boundary of the experts' input. The row
+  //    counts travel with the rows where the communicator allows it (MPI: in the envelopes);
+  //    otherwise they are exchanged first.
+  std::vector<int64_t> receive_rows(static_cast<size_t>(ranks));
+  std::vector<int64_t> receive_base(static_cast<size_t>(ranks));  // first row of each source's block in `input`
+  Tensor input;
+  const auto place = [&](std::span<const size_t> counts) {
+    Communicator::ReceivePlacement placement;
+    placement.offsets.resize(static_cast<size_t>(ranks));
+    int64_t input_rows = 0;
+    for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+      TEMOE_CHECK(counts[r] % row_bytes == 0,
+                  "rank " << me << ": " << counts[r] << " bytes from rank " << r << " are not whole " << row_bytes << "-byte rows");
+      receive_rows[r] = r == self ? rows_to_[r] : static_cast<int64_t>(counts[r] / row_bytes);
+      receive_base[r] = input_rows;
+      placement.offsets[r] = static_cast<size_t>(input_rows) * d * 4;
+      input_rows += receive_rows[r] + id_rows(receive_rows[r] * top_k, width);
+    }
+    input = workspace_rows(input_workspace_, input_rows, width);
+    placement.buffer = std::as_writable_bytes(std::span<float>(input.data(), static_cast<size_t>(input.numel())));
+    return placement;
+  };
+  if (!communicator_.counts_travel_with_data()) ++statistics_.counts_exchanges;
+  communicator_.all_to_all_v_sized_by_senders(send_buffer_, wire_send_counts, send_offsets, place);
+  clock.lap(phases.dispatch_exchange);
+  pack_block(self, reinterpret_cast<std::byte*>(input.data() + receive_base[self] * width));
+  clock.lap(phases.pack);
+  std::vector<size_t> receive_counts(static_cast<size_t>(ranks));
+  for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) receive_counts[r] = static_cast<size_t>(receive_rows[r]) * row_bytes;
+
+  // 4. Group (row, expert) pairs by local expert. Pairs are numbered in (source rank, row,
+  //    position) order, which is the order results go back in.
+  const size_t local_experts = static_cast<size_t>(placement_.num_experts() / ranks);
+  expert_rows_.resize(local_experts);
+  expert_pairs_.resize(local_experts);
+  for (size_t local = 0; local < local_experts; ++local) {
+    expert_rows_[local].clear();
+    expert_pairs_[local].clear();
+  }
+  std::vector<int64_t> pairs_from(static_cast<size_t>(ranks), 0);
+  int32_t pair = 0;
+  for (size_t source = 0; source < static_cast<size_t>(ranks); ++source) {
+    const auto count = static_cast<size_t>(receive_rows[source]);
+    const auto base = static_cast<size_t>(receive_base[source]);
+    const auto* ids = reinterpret_cast<const int32_t*>(input.data() + (base + count) * d);
+    for (size_t row = 0; row < count; ++row) {
+      for (size_t s = 0; s < k; ++s) {
+        int32_t expert;
+        std::memcpy(&expert, ids + row * k + s, 4);
+        if (expert < 0) break;
+        TEMOE_CHECK(expert < placement_.num_experts() && placement_.owner(expert) == me,
+                    "rank " << me << ": received a row for expert " << expert << ", which it does not own");
+        const auto local = static_cast<size_t>(placement_.local_index(expert));
+        expert_rows_[local].push_back(static_cast<int32_t>(base + row));
+        expert_pairs_[local].push_back(pair++);
+        ++pairs_from[source];
       }
     }
   }
-
-  // 2. Counts: rows each rank will receive from each other rank.
-  std::vector<int64_t> send_rows(static_cast<size_t>(ranks)), receive_rows(static_cast<size_t>(ranks));
-  for (int r = 0; r < ranks; ++r) send_rows[static_cast<size_t>(r)] = static_cast<int64_t>(row_tokens[static_cast<size_t>(r)].size());
-  communicator_.all_to_all(std::as_bytes(std::span<const int64_t>(send_rows)), std::as_writable_bytes(std::span<int64_t>(receive_rows)),
-                           sizeof(int64_t));
-  ++statistics_.counts_exchanges;
-
-  std::vector<size_t> send_counts(static_cast<size_t>(ranks)), receive_counts(static_cast<size_t>(ranks));
-  for (int r = 0; r < ranks; ++r) {
-    send_counts[static_cast<size_t>(r)] = static_cast<size_t>(send_rows[static_cast<size_t>(r)]) * row_bytes;
-    receive_counts[static_cast<size_t>(r)] = static_cast<size_t>(receive_rows[static_cast<size_t>(r)]) * row_bytes;
-  }
-  const auto send_offsets = exclusive_prefix_sum(send_counts), receive_offsets = exclusive_prefix_sum(receive_counts);
-  send_buffer_.resize(send_offsets.back() + send_counts.back());
-  receive_buffer_.resize(receive_offsets.back() + receive_counts.back());
-  std::vector<std::byte>& send_buffer = send_buffer_;
-  std::vector<std::byte>& receive_buffer = receive_buffer_;
-  const float* hidden_data = hidden.data();
-  for (int r = 0; r < ranks; ++r) {
-    std::byte* cursor = send_buffer.data() + send_offsets[static_cast<size_t>(r)];
-    const auto& tokens_to_r = row_tokens[static_cast<size_t>(r)];
-    for (size_t row = 0; row < tokens_to_r.size(); ++row) {
-      std::memcpy(cursor, hidden_data + static_cast<int64_t>(tokens_to_r[row]) * width, static_cast<size_t>(width) * 4);
-      std::memcpy(cursor + width * 4, row_experts[static_cast<size_t>(r)].data() + row * static_cast<size_t>(top_k),
-                  static_cast<size_t>(top_k) * 4);
-      cursor += row_bytes;
-    }
-  }
-  communicator_.all_to_all_v(send_buffer, send_counts, send_offsets, receive_buffer, receive_counts, receive_offsets);
-
-  // 3. Unpack into [R, D] and group (row, expert) pairs by local expert. Pairs are numbered in
-  //    (source rank, row, position) order, which is the order results go back in.
-  int64_t received = 0;
-  for (int64_t count : receive_rows) received += count;
-  Tensor input = workspace_rows(input_workspace_, received, width);
-  std::vector<std::vector<int32_t>> expert_rows(static_cast<size_t>(placement_.num_experts() / ranks));
-  std::vector<std::vector<int32_t>> expert_pairs(expert_rows.size());
-  std::vector<size_t> return_counts(static_cast<size_t>(ranks), 0);
-  int32_t pair = 0;
-  for (int64_t row = 0, source = 0, row_in_source = 0; row < received; ++row, ++row_in_source) {
-    while (row_in_source >= receive_rows[static_cast<size_t>(source)]) {
-      ++source;
-      row_in_source = 0;
-    }
-    const std::byte* cursor = receive_buffer.data() + static_cast<size_t>(row) * row_bytes;
-    std::memcpy(input.data() + row * width, cursor, static_cast<size_t>(width) * 4);
-    for (int64_t s = 0; s < top_k; ++s) {
-      int32_t expert;
-      std::memcpy(&expert, cursor + (width + s) * 4, 4);
-      if (expert < 0) break;
-      TEMOE_CHECK(expert < placement_.num_experts() && placement_.owner(expert) == me,
-                  "rank " << me << ": received a row for expert " << expert << ", which it does not own");
-      const auto local = static_cast<size_t>(placement_.local_index(expert));
-      expert_rows[local].push_back(static_cast<int32_t>(row));
-      expert_pairs[local].push_back(pair++);
-      return_counts[static_cast<size_t>(source)] += result_bytes;
-    }
-  }
-  statistics_.exchange_seconds += seconds_since(start);
+  clock.lap(phases.unpack);
+  statistics_.exchange_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+  statistics_.page_faults += minor_page_faults() - faults_at_start;
 
   if (tape) {
     tape->tokens = tokens;
     tape->top_k = top_k;
     tape->width = width;
-    tape->slot_order = slot_order;
-    tape->pairs = pair;
-    tape->pairs_from.assign(static_cast<size_t>(ranks), 0);
-    for (int r = 0; r < ranks; ++r) {
-      tape->pairs_from[static_cast<size_t>(r)] = static_cast<int64_t>(return_counts[static_cast<size_t>(r)] / result_bytes);
+    tape->slot_order.assign(static_cast<size_t>(ranks), {});
+    for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+      tape->slot_order[r].assign(slot_order_.begin() + slot_begin_[r], slot_order_.begin() + slot_begin_[r + 1]);
     }
+    tape->pairs = pair;
+    tape->pairs_from = pairs_from;
     tape->input = input.clone();  // the workspace is reused by the next layer
-    tape->expert_rows = expert_rows;
-    tape->expert_pairs = expert_pairs;
+    tape->expert_rows = expert_rows_;
+    tape->expert_pairs = expert_pairs_;
   }
 
   const auto compute_start = Clock::now();
   Tensor results = workspace_rows(result_workspace_, pair, width);
-  for (size_t local = 0; local < expert_rows.size(); ++local) {
-    if (!expert_rows[local].empty()) apply(static_cast<int64_t>(local), input, expert_rows[local], expert_pairs[local], results);
+  for (size_t local = 0; local < local_experts; ++local) {
+    if (!expert_rows_[local].empty()) {
+      apply(static_cast<int64_t>(local), input, expert_rows_[local], expert_pairs_[local], results);
+    }
   }
-  statistics_.expert_seconds += seconds_since(compute_start);
+  statistics_.expert_seconds += std::chrono::duration<double>(Clock::now() - compute_start).count();
 
-  // 4. Results back to their tokens' ranks, then into the slots.
+  // 5. Results back to their tokens' ranks, then into the slots. Rank r numbered our pairs in the
+  //    order of our slots for r, so what arrives from r follows that order; the pairs from this
+  //    rank itself are copied from the results without going through the all-to-all.
   if (barrier_before_exchange_) communicator_.barrier();
   const auto return_start = Clock::now();
-  std::vector<size_t> back_counts(static_cast<size_t>(ranks));
-  for (int r = 0; r < ranks; ++r) back_counts[static_cast<size_t>(r)] = slot_order[static_cast<size_t>(r)].size() * result_bytes;
-  const auto return_offsets = exclusive_prefix_sum(return_counts), back_offsets = exclusive_prefix_sum(back_counts);
-  back_buffer_.resize(back_offsets.back() + back_counts.back());
-  std::vector<std::byte>& back_buffer = back_buffer_;
+  const int64_t faults_at_return = minor_page_faults();
+  clock.restart();
+  std::vector<size_t> return_counts(static_cast<size_t>(ranks)), back_counts(static_cast<size_t>(ranks));
+  for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+    return_counts[r] = static_cast<size_t>(pairs_from[r]) * result_bytes;
+    back_counts[r] = static_cast<size_t>(slots_to_[r]) * result_bytes;
+  }
+  std::vector<size_t> wire_return_counts = return_counts, wire_back_counts = back_counts;
+  wire_return_counts[self] = wire_back_counts[self] = 0;
+  const auto return_offsets = exclusive_prefix_sum(return_counts), back_offsets = exclusive_prefix_sum(wire_back_counts);
+  back_buffer_.resize(back_offsets.back() + wire_back_counts.back());
   communicator_.all_to_all_v(std::as_bytes(std::span<const float>(results.data(), static_cast<size_t>(results.numel()))),
-                             return_counts, return_offsets, back_buffer, back_counts, back_offsets);
+                             wire_return_counts, return_offsets, back_buffer_, wire_back_counts, back_offsets);
+  clock.lap(phases.return_exchange);
   float* slot_data = slots.data();
-  for (int r = 0; r < ranks; ++r) {
-    const std::byte* cursor = back_buffer.data() + back_offsets[static_cast<size_t>(r)];
-    for (const int32_t slot : slot_order[static_cast<size_t>(r)]) {
-      std::memcpy(slot_data + static_cast<int64_t>(slot) * width, cursor, result_bytes);
+  for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+    const std::byte* cursor = r == self ? reinterpret_cast<const std::byte*>(results.data()) + return_offsets[r]
+                                        : back_buffer_.data() + back_offsets[r];
+    for (int64_t i = slot_begin_[r]; i < slot_begin_[r + 1]; ++i) {
+      std::memcpy(slot_data + static_cast<size_t>(slot_order_[static_cast<size_t>(i)]) * d, cursor, result_bytes);
       cursor += result_bytes;
     }
   }
@@ -183,27 +276,29 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
   ++statistics_.layer_calls;
   statistics_.tokens += tokens;
   int64_t peers = 0;
-  for (int r = 0; r < ranks; ++r) {
-    const auto out = static_cast<int64_t>(send_counts[static_cast<size_t>(r)]);
-    const auto back = static_cast<int64_t>(return_counts[static_cast<size_t>(r)]);
-    statistics_.bytes_received +=
-        static_cast<int64_t>(receive_counts[static_cast<size_t>(r)] + back_counts[static_cast<size_t>(r)]);
-    statistics_.bytes_to_rank[static_cast<size_t>(r)] += out;
-    statistics_.return_bytes_to_rank[static_cast<size_t>(r)] += back;
-    if (r == me) {
+  for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+    const auto out = static_cast<int64_t>(send_counts[r]);
+    const auto back = static_cast<int64_t>(return_counts[r]);
+    statistics_.bytes_received += static_cast<int64_t>(receive_counts[r] + back_counts[r]);
+    statistics_.bytes_to_rank[r] += out;
+    statistics_.return_bytes_to_rank[r] += back;
+    if (r == self) {
       statistics_.local_bytes += out + back;
       continue;
     }
     statistics_.remote_bytes_sent += out + back;
     statistics_.messages += (out > 0) + (back > 0);
-    peers += (out > 0 || back > 0 || receive_counts[static_cast<size_t>(r)] > 0 || back_counts[static_cast<size_t>(r)] > 0);
+    peers += (out > 0 || back > 0 || receive_counts[r] > 0 || back_counts[r] > 0);
   }
   statistics_.peers += peers;
   if (statistics_.record_calls) {
     statistics_.call_dispatch_bytes.emplace_back(send_counts.begin(), send_counts.end());
     statistics_.call_return_bytes.emplace_back(return_counts.begin(), return_counts.end());
+    statistics_.call_experts.emplace_back(experts.begin(), experts.end());
   }
-  statistics_.exchange_seconds += seconds_since(return_start);
+  clock.lap(phases.combine);
+  statistics_.exchange_seconds += std::chrono::duration<double>(Clock::now() - return_start).count();
+  statistics_.page_faults += minor_page_faults() - faults_at_return;
 }
 
 void TokenDispatcher::dispatch_backward(const DispatchTape& tape, const Tensor& grad_slots, Tensor& grad_slot_inputs,

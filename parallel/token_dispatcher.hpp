@@ -3,9 +3,13 @@
 // is measured against). Per MoE layer call:
 //   1. route: each token goes once to every rank that owns at least one of its k experts, carrying
 //      the ids of the experts it needs there;
-//   2. exchange row counts (a fixed-size all-to-all), then the rows (all-to-all-v);
+//   2. exchange the rows (all-to-all-v), received straight into the experts' input; their counts
+//      travel with them where the communicator can carry them (MPI: in the message envelopes),
+//      otherwise a fixed-size all-to-all of counts goes first;
 //   3. each rank runs its local experts as grouped GEMMs over the rows it received;
 //   4. results go back (all-to-all-v) into one output row per (token, slot).
+// A rank's rows for its own experts skip the all-to-all: they are copied once, from the hidden
+// states into the experts' input, and their results once, into the slots.
 // The combine that follows sums slots in slot order, so the result does not depend on how many
 // ranks took part. Ranks with zero tokens still join every collective.
 #include <cstdint>
@@ -43,7 +47,7 @@ struct DispatchTape {
   // Owner side: (row, expert) pairs computed here, numbered in (source rank, row, position) order.
   int64_t pairs = 0;
   std::vector<int64_t> pairs_from;                  // pairs per source rank
-  Tensor input;                                     // [R, D] the rows received (the experts' input)
+  Tensor input;  // [R, D] the experts' input: the rows received, by source rank (with unused rows between)
   std::vector<std::vector<int32_t>> expert_rows;    // per local expert: rows of `input`
   std::vector<std::vector<int32_t>> expert_pairs;   // per local expert: pair numbers
 };
@@ -76,14 +80,28 @@ class TokenDispatcher {
   void set_barrier_before_exchange(bool enabled) { barrier_before_exchange_ = enabled; }
 
  private:
+  // Fills the routing buffers below from the expert ids of `tokens` tokens.
+  void plan(std::span<const int32_t> experts, int64_t tokens, int64_t top_k);
+
   Communicator& communicator_;
   ExpertPlacement placement_;
   DispatchStatistics statistics_;
   bool barrier_before_exchange_ = false;
   // Buffers kept across calls: fresh megabyte-sized allocations cost a page fault per 4 KiB on
   // every layer, which measured several times the all-to-all itself.
-  std::vector<std::byte> send_buffer_, receive_buffer_, back_buffer_;
+  std::vector<std::byte> send_buffer_, back_buffer_;
   Tensor input_workspace_, result_workspace_;
+  // Routing of the current call, grouped by destination rank r (a counting sort, stable in token
+  // order): rows [row_begin_[r], row_begin_[r + 1]) and slots [slot_begin_[r], slot_begin_[r + 1]).
+  std::vector<int> slot_owner_;                 // [N * k] rank owning each slot's expert
+  std::vector<int64_t> rows_to_, slots_to_;     // [ranks] rows and (token, slot) pairs per destination
+  std::vector<int64_t> row_begin_, slot_begin_; // [ranks + 1]
+  std::vector<int64_t> next_row_, next_slot_;   // [ranks] fill cursors of the counting sort
+  std::vector<int32_t> row_token_;              // [rows] the token each row carries
+  std::vector<int32_t> row_experts_;            // [rows * k] its expert ids, -1 where unused
+  std::vector<int32_t> slot_order_;             // [N * k] slots in the order their results come back
+  // Owner side: per local expert, the rows of the input it computes on and their pair numbers.
+  std::vector<std::vector<int32_t>> expert_rows_, expert_pairs_;
   Tensor grad_output_workspace_, grad_input_workspace_;
 };
 

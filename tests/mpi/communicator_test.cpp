@@ -60,6 +60,55 @@ TEST(MpiCommunicator, AllToAllVWithUnevenAndEmptyBlocks) {
   }
 }
 
+// Rank r sends (r + d) % 3 + (d == 1 ? 5 : 0) bytes to rank d, each byte = 16 * r + d; the receiver
+// learns the counts from the exchange and places each block after a gap of 2 bytes.
+void check_sized_by_senders(Communicator& world, bool through_the_default) {
+  const int rank = world.rank(), size = world.size();
+  std::vector<size_t> send_counts(size), send_offsets(size);
+  std::vector<std::byte> send;
+  for (int d = 0; d < size; ++d) {
+    send_offsets[d] = send.size();
+    send_counts[d] = static_cast<size_t>((rank + d) % 3 + (d == 1 ? 5 : 0));
+    send.insert(send.end(), send_counts[d], std::byte(16 * rank + d));
+  }
+  std::vector<size_t> seen_counts;
+  std::vector<std::byte> receive;
+  const Communicator::PlaceReceived place = [&](std::span<const size_t> counts) {
+    seen_counts.assign(counts.begin(), counts.end());
+    Communicator::ReceivePlacement placement;
+    size_t total = 0;
+    for (const size_t count : counts) {
+      placement.offsets.push_back(total + 2);
+      total += count + 2;
+    }
+    receive.assign(total, std::byte{0xFF});
+    placement.buffer = receive;
+    return placement;
+  };
+  if (through_the_default) {
+    world.Communicator::all_to_all_v_sized_by_senders(send, send_counts, send_offsets, place);
+  } else {
+    world.all_to_all_v_sized_by_senders(send, send_counts, send_offsets, place);
+  }
+  bool exact = static_cast<int>(seen_counts.size()) == size;
+  size_t offset = 0;
+  for (int s = 0; exact && s < size; ++s) {
+    const auto expected = static_cast<size_t>((s + rank) % 3 + (rank == 1 ? 5 : 0));
+    exact = seen_counts[s] == expected && receive[offset] == std::byte{0xFF} && receive[offset + 1] == std::byte{0xFF};
+    for (size_t i = 0; exact && i < expected; ++i) exact = receive[offset + 2 + i] == std::byte(16 * s + rank);
+    offset += expected + 2;
+  }
+  EXPECT_TRUE(testing::all_ranks(world, exact)) << "rank " << rank << " received other counts or bytes";
+}
+
+TEST(MpiCommunicator, AllToAllVSizedBySendersCarriesTheCountsWithTheData) {
+  MpiCommunicator world;
+  EXPECT_TRUE(world.counts_travel_with_data());
+  check_sized_by_senders(world, /*through_the_default=*/false);
+  check_sized_by_senders(world, /*through_the_default=*/false);  // consecutive calls do not mix
+  check_sized_by_senders(world, /*through_the_default=*/true);   // the counts exchange every backend has
+}
+
 TEST(MpiCommunicator, RefusesBlocksOutsideTheBuffer) {
   MpiCommunicator world;
   const size_t size = static_cast<size_t>(world.size());

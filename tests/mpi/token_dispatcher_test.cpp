@@ -37,8 +37,40 @@ RoutedBatch make_batch(int rank, int64_t tokens, int64_t width, int64_t num_expe
   return batch;
 }
 
-void run_dispatch_check(int64_t num_experts, int64_t top_k) {
-  MpiCommunicator world;
+// Forwards everything to MPI except all_to_all_v_sized_by_senders, so that the dispatcher takes the
+// path of backends whose counts cannot travel with the data: a counts exchange first.
+class CountsFirstCommunicator final : public Communicator {
+ public:
+  explicit CountsFirstCommunicator(Communicator& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  std::string backend_name() const override { return "counts-first"; }
+  void all_reduce_sum(std::span<float> values) override { inner_.all_reduce_sum(values); }
+  void all_reduce_sum(std::span<double> values) override { inner_.all_reduce_sum(values); }
+  void all_reduce_max(std::span<int64_t> values) override { inner_.all_reduce_max(values); }
+  void all_to_all_v(std::span<const std::byte> send, std::span<const size_t> send_counts,
+                    std::span<const size_t> send_offsets, std::span<std::byte> receive,
+                    std::span<const size_t> receive_counts, std::span<const size_t> receive_offsets) override {
+    inner_.all_to_all_v(send, send_counts, send_offsets, receive, receive_counts, receive_offsets);
+  }
+  void all_to_all(std::span<const std::byte> send, std::span<std::byte> receive, size_t block) override {
+    inner_.all_to_all(send, receive, block);
+  }
+  void broadcast(std::span<std::byte> bytes, int root) override { inner_.broadcast(bytes, root); }
+  void barrier() override { inner_.barrier(); }
+  void send(std::span<const std::byte> bytes, int destination, int tag) override { inner_.send(bytes, destination, tag); }
+  void receive(std::span<std::byte> bytes, int source, int tag) override { inner_.receive(bytes, source, tag); }
+  std::vector<std::byte> gather_v(std::span<const std::byte> bytes, int root) override { return inner_.gather_v(bytes, root); }
+  std::unique_ptr<Communicator> split(int color, int key) override { return inner_.split(color, key); }
+
+ private:
+  Communicator& inner_;
+};
+
+void run_dispatch_check(int64_t num_experts, int64_t top_k, bool counts_first = false) {
+  MpiCommunicator mpi;
+  CountsFirstCommunicator counts_first_world(mpi);
+  Communicator& world = counts_first ? static_cast<Communicator&>(counts_first_world) : mpi;
   const int rank = world.rank();
   const int64_t width = 8;
   // Uneven loads; rank 1 has no tokens at all.
@@ -77,6 +109,7 @@ void run_dispatch_check(int64_t num_experts, int64_t top_k) {
   EXPECT_EQ(totals[0], totals[1]);
   EXPECT_GT(totals[0], 0);
   EXPECT_EQ(statistics.layer_calls, 1);
+  EXPECT_EQ(statistics.counts_exchanges, counts_first ? 1 : 0);
   EXPECT_EQ(statistics.tokens, tokens);
   EXPECT_LE(statistics.peers, world.size() - 1);
   if (world.size() == 1) {
@@ -87,6 +120,11 @@ void run_dispatch_check(int64_t num_experts, int64_t top_k) {
 TEST(TokenDispatcher, TopTwoOfEightWithAnIdleRankAndAnUnusedExpert) { run_dispatch_check(8, 2); }
 
 TEST(TokenDispatcher, TopThreeOfSixteen) { run_dispatch_check(16, 3); }
+
+TEST(TokenDispatcher, ExchangesCountsFirstWhereTheyCannotTravelWithTheRows) {
+  run_dispatch_check(8, 2, /*counts_first=*/true);
+  run_dispatch_check(16, 3, /*counts_first=*/true);
+}
 
 TEST(TokenDispatcher, RejectsExpertIdsOutsideTheModel) {
   MpiCommunicator world;
