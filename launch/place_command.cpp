@@ -61,24 +61,12 @@ int run_place(const Arguments& arguments) {
     ForwardRecord record;
     model->transformer->forward(batch.tokens, batch.batch, batch.time, &record);
     for (const RouterRecord& layer : record.layers) {
+      // The set_size most probable experts of each token (ties to the lower id), as the router ranks them.
       const int64_t tokens = layer.probabilities.dim(0);
-      const float* probabilities = layer.probabilities.data();
-      for (int64_t token = 0; token < tokens; ++token) {
-        // The set_size most probable experts (ties to the lower id), by repeated selection: E is small.
-        std::vector<uint8_t> taken(static_cast<size_t>(config.num_experts), 0);
-        for (int64_t chosen = 0; chosen < set_size; ++chosen) {
-          int64_t best = -1;
-          for (int64_t expert = 0; expert < config.num_experts; ++expert) {
-            if (taken[static_cast<size_t>(expert)]) continue;
-            if (best < 0 || probabilities[token * config.num_experts + expert] >
-                                probabilities[token * config.num_experts + best]) {
-              best = expert;
-            }
-          }
-          taken[static_cast<size_t>(best)] = 1;
-          samples.sets.push_back(static_cast<int32_t>(best));
-        }
-      }
+      std::vector<int32_t> chosen(static_cast<size_t>(tokens * set_size));
+      Tensor probabilities_chosen = Tensor::zeros({tokens, set_size});
+      model->backend->top_k_rows(layer.probabilities, static_cast<int>(set_size), chosen, probabilities_chosen);
+      samples.sets.insert(samples.sets.end(), chosen.begin(), chosen.end());
     }
   }
   PlacementSearchOptions search;

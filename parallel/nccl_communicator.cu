@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "src/core/error.hpp"
+#include "src/tensor/cuda/local_gpu.hpp"
 
 namespace temoe {
 
@@ -131,19 +132,9 @@ int cuda_device_count() {
   return count;
 }
 
-int select_device_for_local_rank(int local_rank, int local_ranks) {
-  const int devices = cuda_device_count();
-  TEMOE_CHECK(devices > 0, "local rank " << local_rank << ": no CUDA device is visible (driver missing or no GPU)");
-  TEMOE_CHECK(local_ranks <= devices, "local rank " << local_rank << ": " << local_ranks
-                                                    << " ranks on this node but only " << devices
-                                                    << " GPUs; start at most one rank per GPU");
-  return local_rank;
-}
-
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, int local_rank, int local_ranks) {
   const int rank = bootstrap.rank();
-  const int device = select_device_for_local_rank(local_rank, local_ranks);
-  TEMOE_CUDA_CHECK(cudaSetDevice(device), rank);
+  select_local_gpu(local_rank, local_ranks);
   ncclUniqueId id;
   if (rank == 0) TEMOE_NCCL_CHECK(ncclGetUniqueId(&id), rank);
   bootstrap.broadcast(std::as_writable_bytes(std::span<ncclUniqueId>(&id, 1)), 0);

@@ -8,11 +8,7 @@
 
 namespace temoe {
 
-// The GPU a rank should use: its local rank (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID). Throws
-// when the node has fewer GPUs than ranks, naming both counts.
-int select_device_for_local_rank(int local_rank, int local_ranks);
-
-// `bootstrap` is the host communicator over the same ranks (an MpiCommunicator).
+// Makes GPU `local_rank` current (select_local_gpu, src/tensor/cuda/local_gpu.hpp). `bootstrap` is the host communicator over the same ranks (an MpiCommunicator).
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, int local_rank, int local_ranks);
 
 // Number of CUDA devices visible to this process (0 without a driver or a GPU).

@@ -88,56 +88,11 @@ void CpuBackend::rotary_from(Tensor& x, double theta, int64_t first_position) {
 
 void CpuBackend::causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out) {
   check_rank(q, 4, "attention q");
-  const int64_t batch = q.dim(0), time = q.dim(1), heads = q.dim(2), head_dim = q.dim(3);
   check_rank(k, 4, "attention k");
-  const int64_t kv_heads = k.dim(2);
-  check_shape(k, {batch, time, kv_heads, head_dim}, "attention k");
-  check_shape(v, k.shape(), "attention v");
-  check_shape(out, q.shape(), "attention out");
-  TEMOE_CHECK(kv_heads > 0 && heads % kv_heads == 0,
-              "attention: " << heads << " query heads are not a multiple of " << kv_heads << " kv heads");
-  const int64_t group = heads / kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const float* q_data = q.data();
-  const float* k_data = k.data();
-  const float* v_data = v.data();
-  float* out_data = out.data();
-#pragma omp parallel if (batch * heads * time * time * head_dim / 2 >= kCpuParallelWork)
-  {
-    std::vector<float> scores(static_cast<size_t>(time));
-#pragma omp for collapse(3) schedule(dynamic, 16)
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t h = 0; h < heads; ++h) {
-        for (int64_t t = 0; t < time; ++t) {
-          const int64_t kv_head = h / group;
-          const float* query = q_data + ((b * time + t) * heads + h) * head_dim;
-          float maximum = -INFINITY;
-          for (int64_t j = 0; j <= t; ++j) {
-            const float* key = k_data + ((b * time + j) * kv_heads + kv_head) * head_dim;
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t i = 0; i < head_dim; ++i) dot += query[i] * key[i];
-            scores[static_cast<size_t>(j)] = dot * scale;
-            maximum = std::max(maximum, dot * scale);
-          }
-          float total = 0.0f;
-          for (int64_t j = 0; j <= t; ++j) {
-            const float weight = std::exp(scores[static_cast<size_t>(j)] - maximum);
-            scores[static_cast<size_t>(j)] = weight;
-            total += weight;
-          }
-          float* result = out_data + ((b * time + t) * heads + h) * head_dim;
-          std::fill(result, result + head_dim, 0.0f);
-          for (int64_t j = 0; j <= t; ++j) {
-            const float weight = scores[static_cast<size_t>(j)] / total;
-            const float* value = v_data + ((b * time + j) * kv_heads + kv_head) * head_dim;
-#pragma omp simd
-            for (int64_t i = 0; i < head_dim; ++i) result[i] += weight * value[i];
-          }
-        }
-      }
-    }
-  }
+  check_shape(k, {q.dim(0), q.dim(1), k.dim(2), q.dim(3)}, "attention k");
+  // The whole sequence is a cache holding exactly its own positions: one loop serves both, so a
+  // decoded position is computed as in the forward by construction.
+  cached_attention(q, k, v, 0, out);
 }
 
 void CpuBackend::cached_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t first_position,
@@ -160,8 +115,7 @@ void CpuBackend::cached_attention(const Tensor& q, const Tensor& k_cache, const 
   const float* k_data = k_cache.data();
   const float* v_data = v_cache.data();
   float* out_data = out.data();
-  // The loop body is causal_attention's with key j of sequence b read from the cache row
-  // (b, j): the same operations in the same order, so a decoded position matches the forward.
+  // Key j of sequence b is cache row (b, j); query s sits at position first_position + s.
 #pragma omp parallel if (batch * heads * time * keys * head_dim >= kCpuParallelWork)
   {
     std::vector<float> scores(static_cast<size_t>(keys));
