@@ -20,11 +20,11 @@ std::optional<FaultPoint> fault_point_from_environment() {
 }
 
 void FaultInjectingExperts::run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
-                                Tensor& slots) {
+                                Tensor& slots, const std::vector<uint8_t>* held_masks) {
   if (world_rank_ == fault_.rank && layer == fault_.layer) {
     TEMOE_FAIL("injected fault at MoE layer " << layer << " (TEMOE_FAULT_INJECTION)");
   }
-  inner_->run(layer, hidden, experts, top_k, slots);
+  inner_->run(layer, hidden, experts, top_k, slots, held_masks);
 }
 
 }  // namespace temoe::launch

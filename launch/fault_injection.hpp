@@ -21,7 +21,8 @@ class FaultInjectingExperts final : public ExpertExecutor {
  public:
   FaultInjectingExperts(std::unique_ptr<ExpertExecutor> inner, FaultPoint fault, int world_rank)
       : inner_(std::move(inner)), fault_(fault), world_rank_(world_rank) {}
-  void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots) override;
+  void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
+           const std::vector<uint8_t>* held_masks) override;
 
  private:
   std::unique_ptr<ExpertExecutor> inner_;

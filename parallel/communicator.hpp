@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <span>
 #include <string>
 #include <vector>
@@ -43,6 +44,17 @@ class Communicator {
                                              std::span<const size_t> send_offsets, const PlaceReceived& place);
   // True where all_to_all_v_sized_by_senders needs no separate counts exchange.
   virtual bool counts_travel_with_data() const { return false; }
+  // An exchange between agreed peers only (option-mode dispatch): this rank sends one message to
+  // every rank r with send_to[r] set (send_counts[r] bytes, possibly none), and receives one from
+  // every rank r with receive_bounds[r] > 0, of at most receive_bounds[r] bytes, at
+  // receive_offsets[r]. Both sides must agree beforehand on who talks to whom: rank s sets
+  // send_to[r] exactly where rank r gives s a bound. Returns the bytes received from each rank.
+  // There is no counts step and no message to a rank outside the agreement. The default goes
+  // through all_to_all_v_sized_by_senders (correct, not cheaper); MPI posts bounded receives.
+  virtual std::vector<size_t> exchange_with_peers(std::span<const std::byte> send, std::span<const size_t> send_counts,
+                                                  std::span<const size_t> send_offsets, std::span<const uint8_t> send_to,
+                                                  std::span<std::byte> receive, std::span<const size_t> receive_bounds,
+                                                  std::span<const size_t> receive_offsets);
   // Fixed-size all-to-all: `block` bytes to and from every rank.
   virtual void all_to_all(std::span<const std::byte> send, std::span<std::byte> receive, size_t block) = 0;
   virtual void broadcast(std::span<std::byte> bytes, int root) = 0;
@@ -65,6 +77,28 @@ inline void Communicator::all_to_all_v_sized_by_senders(std::span<const std::byt
   const std::vector<size_t> receive_counts(receiving.begin(), receiving.end());
   const ReceivePlacement placement = place(receive_counts);
   all_to_all_v(send, send_counts, send_offsets, placement.buffer, receive_counts, placement.offsets);
+}
+
+inline std::vector<size_t> Communicator::exchange_with_peers(std::span<const std::byte> send,
+                                                             std::span<const size_t> send_counts,
+                                                             std::span<const size_t> send_offsets,
+                                                             std::span<const uint8_t> send_to, std::span<std::byte> receive,
+                                                             std::span<const size_t> receive_bounds,
+                                                             std::span<const size_t> receive_offsets) {
+  std::vector<size_t> counts(send_counts.size()), received;
+  for (size_t r = 0; r < counts.size(); ++r) counts[r] = send_to[r] ? send_counts[r] : 0;
+  all_to_all_v_sized_by_senders(send, counts, send_offsets, [&](std::span<const size_t> receive_counts) {
+    received.assign(receive_counts.begin(), receive_counts.end());
+    for (size_t r = 0; r < received.size(); ++r) {
+      if (received[r] > receive_bounds[r]) {
+        throw std::runtime_error("rank " + std::to_string(rank()) + ": exchange_with_peers received " +
+                                 std::to_string(received[r]) + " bytes from rank " + std::to_string(r) +
+                                 ", above the agreed bound of " + std::to_string(receive_bounds[r]));
+      }
+    }
+    return ReceivePlacement{receive, std::vector<size_t>(receive_offsets.begin(), receive_offsets.end())};
+  });
+  return received;
 }
 
 template <typename T>

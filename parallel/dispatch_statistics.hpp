@@ -25,7 +25,12 @@ struct DispatchStatistics {
   int64_t bytes_received = 0;      // bytes this rank received, from itself and others
   int64_t messages = 0;            // non-empty sends to other ranks
   int64_t peers = 0;               // distinct other ranks exchanged with, summed over calls
-  int64_t counts_exchanges = 0;    // calls that exchanged counts before the data (none where they travel with it)
+  int64_t counts_exchanges = 0;    // calls that exchanged counts (token mode: a separate all-to-all of them, none
+                                   // where they travel with the data; option mode: new bounds agreed)
+  int64_t counts_negotiations = 0; // calls whose receivers learned their sizes from the senders: every token-mode
+                                   // call (in the envelopes or not), option-mode calls that agreed new bounds
+  int64_t plan_rebuilds = 0;       // option mode: calls in which a held mask switched, so the plan was recomputed
+  int64_t plan_checks = 0;         // option mode: one-flag reductions asking whether any rank's bounds changed
   double exchange_seconds = 0;     // planning, counts, packing, all-to-alls and unpacking
   double expert_seconds = 0;       // the local expert FFNs
   DispatchPhaseSeconds phases;     // exchange_seconds, phase by phase

@@ -177,6 +177,54 @@ void MpiCommunicator::all_to_all_v_sized_by_senders(std::span<const std::byte> s
   check_mpi(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall", rank_);
 }
 
+std::vector<size_t> MpiCommunicator::exchange_with_peers(std::span<const std::byte> send, std::span<const size_t> send_counts,
+                                                         std::span<const size_t> send_offsets, std::span<const uint8_t> send_to,
+                                                         std::span<std::byte> receive, std::span<const size_t> receive_bounds,
+                                                         std::span<const size_t> receive_offsets) {
+  // Receives are posted first, each with the agreed bound as its size: a message may be shorter,
+  // and MPI reports its length on completion, so no probe and no counts step is needed. A tag of
+  // its own keeps these messages apart from all_to_all_v_sized_by_senders' on the same pairs.
+  constexpr int kTag = 2;
+  const auto ranks = static_cast<size_t>(size_);
+  TEMOE_CHECK(send_counts.size() == ranks && send_offsets.size() == ranks && send_to.size() == ranks &&
+                  receive_bounds.size() == ranks && receive_offsets.size() == ranks,
+              "rank " << rank_ << ": exchange_with_peers needs " << ranks << " counts, offsets and flags per side");
+  std::vector<MPI_Request> requests(2 * ranks, MPI_REQUEST_NULL);
+  for (size_t r = 0; r < ranks; ++r) {
+    if (receive_bounds[r] == 0) continue;
+    TEMOE_CHECK(receive_offsets[r] + receive_bounds[r] <= receive.size(),
+                "rank " << rank_ << ": exchange_with_peers receive block " << r << " [" << receive_offsets[r] << ", +"
+                        << receive_bounds[r] << ") outside the " << receive.size() << "-byte buffer");
+    check_mpi(MPI_Irecv(receive.data() + receive_offsets[r], to_int(receive_bounds[r], "exchange_with_peers bound", rank_),
+                        MPI_BYTE, static_cast<int>(r), kTag, exchange_communicator_, &requests[ranks + r]),
+              "MPI_Irecv", rank_);
+  }
+  for (size_t r = 0; r < ranks; ++r) {
+    if (!send_to[r]) {
+      TEMOE_CHECK(send_counts[r] == 0, "rank " << rank_ << ": exchange_with_peers has " << send_counts[r]
+                                                << " bytes for rank " << r << ", which is not an agreed peer");
+      continue;
+    }
+    TEMOE_CHECK(send_offsets[r] + send_counts[r] <= send.size(),
+                "rank " << rank_ << ": exchange_with_peers send block " << r << " [" << send_offsets[r] << ", +"
+                        << send_counts[r] << ") outside the " << send.size() << "-byte buffer");
+    check_mpi(MPI_Isend(send.data() + send_offsets[r], to_int(send_counts[r], "exchange_with_peers block", rank_), MPI_BYTE,
+                        static_cast<int>(r), kTag, exchange_communicator_, &requests[r]),
+              "MPI_Isend", rank_);
+  }
+  std::vector<MPI_Status> statuses(2 * ranks);
+  // A message longer than its bound fails here (MPI_ERR_TRUNCATE) with this rank's number.
+  check_mpi(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), statuses.data()), "MPI_Waitall", rank_);
+  std::vector<size_t> received(ranks, 0);
+  for (size_t r = 0; r < ranks; ++r) {
+    if (receive_bounds[r] == 0) continue;
+    int count = 0;
+    check_mpi(MPI_Get_count(&statuses[ranks + r], MPI_BYTE, &count), "MPI_Get_count", rank_);
+    received[r] = static_cast<size_t>(count);
+  }
+  return received;
+}
+
 void MpiCommunicator::all_to_all(std::span<const std::byte> send, std::span<std::byte> receive, size_t block) {
   const size_t total = block * static_cast<size_t>(size_);
   TEMOE_CHECK(send.size() >= total && receive.size() >= total,

@@ -39,6 +39,10 @@ class MpiCommunicator final : public Communicator {
   void all_to_all_v_sized_by_senders(std::span<const std::byte> send, std::span<const size_t> send_counts,
                                      std::span<const size_t> send_offsets, const PlaceReceived& place) override;
   bool counts_travel_with_data() const override { return true; }
+  std::vector<size_t> exchange_with_peers(std::span<const std::byte> send, std::span<const size_t> send_counts,
+                                          std::span<const size_t> send_offsets, std::span<const uint8_t> send_to,
+                                          std::span<std::byte> receive, std::span<const size_t> receive_bounds,
+                                          std::span<const size_t> receive_offsets) override;
   void all_to_all(std::span<const std::byte> send, std::span<std::byte> receive, size_t block) override;
   void broadcast(std::span<std::byte> bytes, int root) override;
   void barrier() override;

@@ -110,8 +110,49 @@ void TokenDispatcher::plan(std::span<const int32_t> experts, int64_t tokens, int
   }
 }
 
+HeldSendPlan& TokenDispatcher::agree_held_plan(const HeldMasksView& held, std::span<const int32_t> experts, int64_t tokens,
+                                               int64_t top_k) {
+  const int ranks = communicator_.size(), me = communicator_.rank();
+  const int64_t num_experts = placement_.num_experts();
+  TEMOE_CHECK(held.layer >= 0, "rank " << me << ": option-mode dispatch needs a layer index, got " << held.layer);
+  TEMOE_CHECK(static_cast<int64_t>(held.flags.size()) == tokens * num_experts,
+              "rank " << me << ": " << held.flags.size() << " held-mask flags for " << tokens << " tokens x " << num_experts
+                      << " experts");
+  for (int64_t token = 0; token < tokens; ++token) {
+    for (int64_t s = 0; s < top_k; ++s) {
+      const int32_t expert = experts[static_cast<size_t>(token * top_k + s)];
+      TEMOE_CHECK(held.flags[static_cast<size_t>(token * num_experts + expert)],
+                  "rank " << me << ": layer " << held.layer << " token " << token << " is routed to expert " << expert
+                          << ", which its held mask does not contain");
+    }
+  }
+  if (held_plans_.size() <= static_cast<size_t>(held.layer)) held_plans_.resize(static_cast<size_t>(held.layer) + 1);
+  HeldSendPlan& held_plan = held_plans_[static_cast<size_t>(held.layer)];
+  statistics_.plan_rebuilds += held_plan.update(held.flags, tokens, placement_);
+  // Whether any rank's bounds changed: one flag, reduced. Only then are the bounds exchanged.
+  int64_t disagree = held_plan.needs_agreement();
+  communicator_.all_reduce_max(std::span<int64_t>(&disagree, 1));
+  ++statistics_.plan_checks;
+  if (disagree) {
+    const std::vector<int64_t>& proposed = held_plan.proposed_send_bounds();
+    std::vector<int64_t> receive_bounds(static_cast<size_t>(ranks));
+    communicator_.all_to_all(std::as_bytes(std::span<const int64_t>(proposed)),
+                             std::as_writable_bytes(std::span<int64_t>(receive_bounds)), sizeof(int64_t));
+    held_plan.agree(receive_bounds);
+    ++statistics_.counts_exchanges;
+  } else {
+    --statistics_.counts_negotiations;
+  }
+  for (int r = 0; r < ranks; ++r) {
+    TEMOE_CHECK(rows_to_[static_cast<size_t>(r)] <= held_plan.send_bounds()[static_cast<size_t>(r)],
+                "rank " << me << ": layer " << held.layer << " routes " << rows_to_[static_cast<size_t>(r)] << " rows to rank "
+                        << r << ", above the held plan's bound of " << held_plan.send_bounds()[static_cast<size_t>(r)]);
+  }
+  return held_plan;
+}
+
 void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
-                               const LocalExpertFunction& apply, DispatchTape* tape) {
+                               const LocalExpertFunction& apply, DispatchTape* tape, const HeldMasksView* held) {
   if (barrier_before_exchange_) communicator_.barrier();
   const auto start = Clock::now();
   const int64_t faults_at_start = minor_page_faults();
@@ -156,30 +197,59 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
   }
   clock.lap(phases.pack);
 
-  // 3. The rows, each source's block received at a row boundary of the experts' input. The row
-  //    counts travel with the rows where the communicator allows it (MPI: in the envelopes);
-  //    otherwise they are exchanged first.
+  // 3. The rows, each source's block received at a row boundary of the experts' input (with room
+  //    for `capacity` rows from each source). Token mode: the row counts travel with the rows where
+  //    the communicator allows it (MPI: in the envelopes), otherwise they are exchanged first.
+  //    Option mode: only agreed peers talk, each receive sized by the held masks' bound.
   std::vector<int64_t> receive_rows(static_cast<size_t>(ranks));
   std::vector<int64_t> receive_base(static_cast<size_t>(ranks));  // first row of each source's block in `input`
   Tensor input;
-  const auto place = [&](std::span<const size_t> counts) {
+  const auto layout = [&](std::span<const int64_t> capacity) {
     Communicator::ReceivePlacement placement;
     placement.offsets.resize(static_cast<size_t>(ranks));
     int64_t input_rows = 0;
     for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
-      TEMOE_CHECK(counts[r] % row_bytes == 0,
-                  "rank " << me << ": " << counts[r] << " bytes from rank " << r << " are not whole " << row_bytes << "-byte rows");
-      receive_rows[r] = r == self ? rows_to_[r] : static_cast<int64_t>(counts[r] / row_bytes);
       receive_base[r] = input_rows;
       placement.offsets[r] = static_cast<size_t>(input_rows) * d * 4;
-      input_rows += receive_rows[r] + id_rows(receive_rows[r] * top_k, width);
+      input_rows += capacity[r] + id_rows(capacity[r] * top_k, width);
     }
     input = workspace_rows(input_workspace_, input_rows, width);
     placement.buffer = std::as_writable_bytes(std::span<float>(input.data(), static_cast<size_t>(input.numel())));
     return placement;
   };
-  if (!communicator_.counts_travel_with_data()) ++statistics_.counts_exchanges;
-  communicator_.all_to_all_v_sized_by_senders(send_buffer_, wire_send_counts, send_offsets, place);
+  const auto rows_in = [&](size_t bytes, size_t source) {
+    TEMOE_CHECK(bytes % row_bytes == 0,
+                "rank " << me << ": " << bytes << " bytes from rank " << source << " are not whole " << row_bytes << "-byte rows");
+    return static_cast<int64_t>(bytes / row_bytes);
+  };
+  ++statistics_.counts_negotiations;  // taken back below where a held plan is reused
+  const bool option = mode_ == DispatchMode::option && held != nullptr;
+  std::vector<uint8_t> send_to(static_cast<size_t>(ranks), 0);
+  if (option) {
+    HeldSendPlan& held_plan = agree_held_plan(*held, experts, tokens, top_k);
+    clock.lap(phases.plan);
+    std::vector<int64_t> capacity = held_plan.receive_bounds();
+    capacity[self] = rows_to_[self];
+    std::vector<size_t> receive_bounds(static_cast<size_t>(ranks), 0);
+    for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+      if (r == self) continue;
+      receive_bounds[r] = static_cast<size_t>(held_plan.receive_bounds()[r]) * row_bytes;
+      send_to[r] = held_plan.send_bounds()[r] > 0;
+    }
+    const Communicator::ReceivePlacement placement = layout(capacity);
+    const auto received = communicator_.exchange_with_peers(send_buffer_, wire_send_counts, send_offsets, send_to,
+                                                            placement.buffer, receive_bounds, placement.offsets);
+    for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) receive_rows[r] = r == self ? rows_to_[r] : rows_in(received[r], r);
+  } else {
+    const auto place = [&](std::span<const size_t> counts) {
+      for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) receive_rows[r] = r == self ? rows_to_[r] : rows_in(counts[r], r);
+      return layout(receive_rows);
+    };
+    if (!communicator_.counts_travel_with_data()) ++statistics_.counts_exchanges;
+    communicator_.all_to_all_v_sized_by_senders(send_buffer_, wire_send_counts, send_offsets, place);
+    std::fill(send_to.begin(), send_to.end(), uint8_t{1});
+    send_to[self] = 0;
+  }
   clock.lap(phases.dispatch_exchange);
   pack_block(self, reinterpret_cast<std::byte*>(input.data() + receive_base[self] * width));
   clock.lap(phases.pack);
@@ -259,8 +329,22 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
   wire_return_counts[self] = wire_back_counts[self] = 0;
   const auto return_offsets = exclusive_prefix_sum(return_counts), back_offsets = exclusive_prefix_sum(wire_back_counts);
   back_buffer_.resize(back_offsets.back() + wire_back_counts.back());
-  communicator_.all_to_all_v(std::as_bytes(std::span<const float>(results.data(), static_cast<size_t>(results.numel()))),
-                             wire_return_counts, return_offsets, back_buffer_, wire_back_counts, back_offsets);
+  const auto result_bytes_span = std::as_bytes(std::span<const float>(results.data(), static_cast<size_t>(results.numel())));
+  std::vector<uint8_t> return_to(static_cast<size_t>(ranks), 0);
+  if (option) {
+    // Both sides know these sizes already (the owner counted the pairs it computed, the token side
+    // the slots it routed), so only the ranks with results talk, with exact sizes.
+    for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) return_to[r] = wire_return_counts[r] > 0;
+    const auto received = communicator_.exchange_with_peers(result_bytes_span, wire_return_counts, return_offsets, return_to,
+                                                            back_buffer_, wire_back_counts, back_offsets);
+    for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+      TEMOE_CHECK(received[r] == wire_back_counts[r], "rank " << me << ": " << received[r] << " result bytes from rank " << r
+                                                              << ", expected " << wire_back_counts[r]);
+    }
+  } else {
+    communicator_.all_to_all_v(result_bytes_span, wire_return_counts, return_offsets, back_buffer_, wire_back_counts,
+                               back_offsets);
+  }
   clock.lap(phases.return_exchange);
   float* slot_data = slots.data();
   for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
@@ -287,8 +371,15 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
       continue;
     }
     statistics_.remote_bytes_sent += out + back;
-    statistics_.messages += (out > 0) + (back > 0);
-    peers += (out > 0 || back > 0 || receive_counts[r] > 0 || back_counts[r] > 0);
+    // Token mode: the non-empty sends. Option mode: every send issued (an agreed peer gets a
+    // message even when it carries no rows this time), and the peers talked to at all.
+    if (option) {
+      statistics_.messages += send_to[r] + return_to[r];
+      peers += (send_to[r] || return_to[r] || receive_counts[r] > 0 || back_counts[r] > 0);
+    } else {
+      statistics_.messages += (out > 0) + (back > 0);
+      peers += (out > 0 || back > 0 || receive_counts[r] > 0 || back_counts[r] > 0);
+    }
   }
   statistics_.peers += peers;
   if (statistics_.record_calls) {

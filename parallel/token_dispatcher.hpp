@@ -20,6 +20,7 @@
 #include "parallel/communicator.hpp"
 #include "parallel/dispatch_statistics.hpp"
 #include "parallel/expert_placement.hpp"
+#include "parallel/held_send_plan.hpp"
 #include "src/tensor/tensor.hpp"
 
 namespace temoe {
@@ -52,6 +53,19 @@ struct DispatchTape {
   std::vector<std::vector<int32_t>> expert_pairs;   // per local expert: pair numbers
 };
 
+// Token mode renegotiates every call: each rank sends every rank a message (empty or not) and
+// learns its receive sizes from them. Option mode (DESIGN.md section 2) is used for calls that
+// carry the tokens' held masks: only the peers the masks span talk, with receive sizes bounded by
+// the masks, agreed once and kept until a switch changes them (held_send_plan.hpp). Both modes
+// send the same rows, and the experts see them in the same order, so outputs are bit-identical.
+enum class DispatchMode { token, option };
+
+// The held masks of one call: layer (each layer keeps its own plan) and N * E flags (1 = held).
+struct HeldMasksView {
+  int64_t layer = -1;
+  std::span<const uint8_t> flags;
+};
+
 class TokenDispatcher {
  public:
   TokenDispatcher(Communicator& expert_parallel, ExpertPlacement placement);
@@ -59,8 +73,10 @@ class TokenDispatcher {
   // hidden: [N, D] host tensor; experts: N * k global ids; slots: [N * k, D] receives the
   // expert output of every (token, slot).
   // With `tape`, also records what the backward needs.
+  // With `held` (and option mode set), the call goes through the layer's held plan; every rank of
+  // the group must then pass masks for that layer (the plan is agreed collectively).
   void dispatch(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
-                const LocalExpertFunction& apply, DispatchTape* tape = nullptr);
+                const LocalExpertFunction& apply, DispatchTape* tape = nullptr, const HeldMasksView* held = nullptr);
 
   // The all-to-all in reverse, for gradients: the gradient of every (token, slot) output
   // (grad_slots, [N * k, D]) goes to the rank that computed it, `apply_backward` turns it into the
@@ -74,6 +90,8 @@ class TokenDispatcher {
   const DispatchStatistics& statistics() const { return statistics_; }
   void reset_statistics(bool record_calls = false) { statistics_.reset(communicator_.size(), record_calls); }
   const ExpertPlacement& placement() const { return placement_; }
+  void set_mode(DispatchMode mode) { mode_ = mode; }
+  DispatchMode mode() const { return mode_; }
   int rank() const { return communicator_.rank(); }
   // Benchmarks set this so that the time charged to the exchange excludes waiting for ranks that
   // are still computing the previous layer (load skew is real, but it is not the dispatcher's).
@@ -82,11 +100,17 @@ class TokenDispatcher {
  private:
   // Fills the routing buffers below from the expert ids of `tokens` tokens.
   void plan(std::span<const int32_t> experts, int64_t tokens, int64_t top_k);
+  // Option mode: checks the routing lies inside the held masks, updates the layer's plan and, where
+  // any rank's bounds changed, agrees the new ones with every rank.
+  HeldSendPlan& agree_held_plan(const HeldMasksView& held, std::span<const int32_t> experts, int64_t tokens,
+                                int64_t top_k);
 
   Communicator& communicator_;
   ExpertPlacement placement_;
   DispatchStatistics statistics_;
   bool barrier_before_exchange_ = false;
+  DispatchMode mode_ = DispatchMode::token;
+  std::vector<HeldSendPlan> held_plans_;  // per MoE layer
   // Buffers kept across calls: fresh megabyte-sized allocations cost a page fault per 4 KiB on
   // every layer, which measured several times the all-to-all itself.
   std::vector<std::byte> send_buffer_, back_buffer_;

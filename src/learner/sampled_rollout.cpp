@@ -71,13 +71,14 @@ class ChunkedRollout {
       if (policy_) {
         const LayerView view{layer, batch_, chunk_time, &input.normed, &input.router_logits, sequence_ids_, step_};
         const LayerDecisions decisions = policy_->decide_from(view, first, held_[l]);
-        model_.moe(layer, state, input, allowed_expert_flags(decisions, config_.num_experts), &record);
+        const auto flags = allowed_expert_flags(decisions, config_.num_experts);
+        model_.moe(layer, state, input, &flags, &record);
         place_decisions(decisions, chunk_time, first, rollout_.decisions[l]);
         place_rows(input.normed.data(), config_.hidden_size, batch_, chunk_time, first, time_, rollout_.hidden[l].data());
         place_rows(input.router_logits.data(), config_.num_experts, batch_, chunk_time, first, time_,
                    rollout_.router_logits[l].data());
       } else {
-        model_.moe(layer, state, input, {}, &record);
+        model_.moe(layer, state, input, nullptr, &record);
       }
       place_rows(record.chosen_experts.data(), config_.top_k, batch_, chunk_time, first, time_,
                  rollout_.chosen_experts[l].data());

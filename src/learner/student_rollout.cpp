@@ -31,9 +31,9 @@ Rollout run_rollout(MoeTransformer& model, std::span<const int32_t> tokens, int6
       const LayerView view{layer, batch, time, &input.normed, &input.router_logits, sequence_ids, step};
       rollout.decisions.push_back(policy->decide(view));
       const auto flags = allowed_expert_flags(rollout.decisions.back(), config.num_experts);
-      model.moe(layer, state, input, flags, &record);
+      model.moe(layer, state, input, &flags, &record);
     } else {
-      model.moe(layer, state, input, {}, &record);
+      model.moe(layer, state, input, nullptr, &record);
     }
     rollout.chosen_experts.push_back(std::move(record.chosen_experts));
     rollout.hidden.push_back(std::move(input.normed));

@@ -23,7 +23,7 @@ void apply_expert(Backend& backend, const ExpertWeights& expert, const Tensor& h
 }
 
 void LocalExperts::run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
-                       Tensor& slots) {
+                       Tensor& slots, const std::vector<uint8_t>* /*held_masks: every expert is here*/) {
   const int64_t tokens = hidden.dim(0);
   TEMOE_CHECK(static_cast<int64_t>(experts.size()) == tokens * top_k,
               "LocalExperts: " << experts.size() << " expert ids for " << tokens << " tokens x k = " << top_k);

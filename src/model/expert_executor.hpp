@@ -5,6 +5,7 @@
 // sums in the same order however the tokens were grouped.
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "src/model/model_weights.hpp"
 #include "src/tensor/backend.hpp"
@@ -15,8 +16,11 @@ class ExpertExecutor {
  public:
   virtual ~ExpertExecutor() = default;
   // hidden: [N, D]; experts: N * k global expert ids (token-major); slots: [N * k, D] output.
-  virtual void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
-                   Tensor& slots) = 0;
+  // held_masks: the N * E flags of the masks the tokens hold (null without controllers); the
+  // routing lies inside them. Executors that exchange tokens may plan with them; results are the
+  // same either way.
+  virtual void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
+                   const std::vector<uint8_t>* held_masks) = 0;
 };
 
 // Applies one expert's SwiGLU FFN to the rows of `hidden` listed in `rows` and writes the results
@@ -27,7 +31,8 @@ void apply_expert(Backend& backend, const ExpertWeights& expert, const Tensor& h
 class LocalExperts final : public ExpertExecutor {
  public:
   LocalExperts(Backend& backend, const ModelWeights& weights) : backend_(backend), weights_(weights) {}
-  void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots) override;
+  void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
+           const std::vector<uint8_t>* held_masks) override;
 
  private:
   Backend& backend_;

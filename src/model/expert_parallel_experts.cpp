@@ -13,14 +13,16 @@ ExpertParallelExperts::ExpertParallelExperts(Backend& backend, const ModelWeight
 }
 
 void ExpertParallelExperts::run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
-                                Tensor& slots) {
+                                Tensor& slots, const std::vector<uint8_t>* held_masks) {
   const auto& layer_weights = weights_.layers.at(static_cast<size_t>(layer));
+  const HeldMasksView held{layer, held_masks ? std::span<const uint8_t>(*held_masks) : std::span<const uint8_t>()};
   dispatcher_.dispatch(hidden, experts, top_k, slots,
                        [&](int64_t local_expert, const Tensor& input, std::span<const int32_t> rows,
                            std::span<const int32_t> output_rows, Tensor& output) {
                          apply_expert(backend_, layer_weights.experts.at(static_cast<size_t>(local_expert)), input, rows,
                                       output_rows, output);
-                       });
+                       },
+                       nullptr, held_masks ? &held : nullptr);
 }
 
 }  // namespace temoe

@@ -10,7 +10,8 @@ class ExpertParallelExperts final : public ExpertExecutor {
  public:
   // `weights` holds this rank's experts: those the dispatcher's placement assigns to it.
   ExpertParallelExperts(Backend& backend, const ModelWeights& weights, TokenDispatcher& dispatcher);
-  void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots) override;
+  void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
+           const std::vector<uint8_t>* held_masks) override;
 
  private:
   Backend& backend_;

@@ -124,13 +124,14 @@ MoeInput MoeTransformer::moe_input(int64_t layer, const ForwardState& state) {
   return input;
 }
 
-void MoeTransformer::moe(int64_t layer, ForwardState& state, const MoeInput& input, std::span<const uint8_t> allowed_experts,
+void MoeTransformer::moe(int64_t layer, ForwardState& state, const MoeInput& input, const std::vector<uint8_t>* held_masks,
                          RouterRecord* record) {
+  const std::span<const uint8_t> allowed_experts = held_masks ? std::span<const uint8_t>(*held_masks) : std::span<const uint8_t>();
   const int64_t count = state.residual.dim(0), width = config_.hidden_size, top_k = config_.top_k;
   const int64_t experts = config_.num_experts;
   const Device device = backend_.device();
   Tensor probabilities = input.router_logits.clone();
-  if (!allowed_experts.empty()) {
+  if (held_masks) {
     TEMOE_CHECK(static_cast<int64_t>(allowed_experts.size()) == count * experts,
                 "moe: " << allowed_experts.size() << " mask flags for " << count << " tokens x " << experts << " experts");
     TEMOE_CHECK(device == Device::cpu, "expert masks are applied on the host");
@@ -161,7 +162,7 @@ void MoeTransformer::moe(int64_t layer, ForwardState& state, const MoeInput& inp
     }
   }
   Tensor slots({count * top_k, width}, device);
-  experts_.run(layer, input.normed, chosen, top_k, slots);
+  experts_.run(layer, input.normed, chosen, top_k, slots, held_masks);
   backend_.combine_slots(slots, gate_weights, state.residual, true);
   if (record) {
     record->probabilities = probabilities;

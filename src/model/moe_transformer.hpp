@@ -60,9 +60,11 @@ class MoeTransformer {
   ForwardState begin(KeyValueCache& cache, std::span<const int32_t> tokens, int64_t time);
   void attention(int64_t layer, ForwardState& state);
   MoeInput moe_input(int64_t layer, const ForwardState& state);
-  // Routes inside `allowed_experts` when given (N * E flags, 1 = allowed: other logits become
-  // -inf before the softmax), runs the experts and adds their output to the residual.
-  void moe(int64_t layer, ForwardState& state, const MoeInput& input, std::span<const uint8_t> allowed_experts = {},
+  // Routes inside the held masks when given (N * E flags, 1 = allowed: other logits become -inf
+  // before the softmax), runs the experts and adds their output to the residual. A pointer, so
+  // that "masks, but no tokens on this rank" differs from "no masks": option-mode dispatch needs
+  // every rank of its group to agree on which calls carry masks.
+  void moe(int64_t layer, ForwardState& state, const MoeInput& input, const std::vector<uint8_t>* held_masks = nullptr,
            RouterRecord* record = nullptr);
   Tensor finish(const ForwardState& state);  // logits [B, T, V] (the chunk's positions)
 

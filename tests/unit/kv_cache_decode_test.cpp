@@ -42,7 +42,7 @@ Tensor run_steps(MoeTransformer& model, ForwardState state, bool masked) {
     const MoeInput input = model.moe_input(layer, state);
     const auto flags = masked ? mask_flags(state.batch, state.first_position, state.time, layer, config.num_experts)
                               : std::vector<uint8_t>();
-    model.moe(layer, state, input, flags);
+    model.moe(layer, state, input, masked ? &flags : nullptr);
   }
   return model.finish(state);
 }
