@@ -18,14 +18,23 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
+#include <tuple>
 
 #include "launch/benchmarks.hpp"
 #include "launch/command_line.hpp"
+#include "launch/dispatch_workloads.hpp"
 #include "launch/json_report.hpp"
 #include "launch/model_session.hpp"
 #include "launch/random_tokens.hpp"
+#include "launch/training_setup.hpp"
 #include "parallel/mpi_communicator.hpp"
 #include "src/core/error.hpp"
+#include "src/data/batch_sampler.hpp"
+#include "src/learner/baseline_policies.hpp"
+#include "src/learner/controller_file.hpp"
+#include "src/learner/controller_policy.hpp"
+#include "src/learner/student_rollout.hpp"
 
 namespace temoe::launch {
 
@@ -148,17 +157,24 @@ int bench_dispatch(const Arguments& arguments) {
       ("replays", po::value<int>()->default_value(3),
        "passes over the forwards' layer calls, each replayed through the dispatcher and through the plain "
        "all-to-all (interleaved, call by call)")
-      ("seed", po::value<uint64_t>()->default_value(7), "seed of the random tokens")
+      ("seed", po::value<uint64_t>()->default_value(7), "seed of the random tokens (without data.path)")
+      ("run-dir", po::value<std::string>(),
+       "option mode holds the masks of this run's trained controllers (without: the greedy cache heuristic's)")
+      ("decode-prompt", po::value<int64_t>()->default_value(0),
+       "decode steps start after this many prompt positions (0: rollout.prompt_length)")
       ("json", po::value<std::string>(), "also write the figures to this JSON file (rank 0)");
   const auto parsed = parse_command_line("bench dispatch", arguments, options);
   if (parsed.help) {
-    std::cout << command_help("mpirun -np N temoe bench dispatch --model DIR [--json FILE]", options);
+    std::cout << command_help(
+        "mpirun -np N temoe bench dispatch (--model DIR | --config FILE) [--run-dir DIR] [--parallel.placement FILE] "
+        "[--json FILE]",
+        options);
     return 0;
   }
   const auto& values = parsed.values;
   std::string model_dir = values.count("model") ? values["model"].as<std::string>()
                           : values.count("model.dir") ? values["model.dir"].as<std::string>() : "";
-  if (model_dir.empty()) TEMOE_FAIL("temoe bench dispatch: --model DIR is required");
+  if (model_dir.empty()) TEMOE_FAIL("temoe bench dispatch: --model DIR (or model.dir in --config FILE) is required");
   apply_thread_settings(values);
   int argc = 0;
   char** argv = nullptr;
@@ -169,16 +185,72 @@ int bench_dispatch(const Arguments& arguments) {
   const int64_t batch = values["batch"].as<int64_t>() > 0 ? values["batch"].as<int64_t>() : world.size();
   const int64_t time = values["time"].as<int64_t>();
   const int repeats = values["repeats"].as<int>();
-  const TokenArray tokens = random_tokens(batch, time, model->config.vocab_size, values["seed"].as<uint64_t>());
-  const int64_t first = batch * world.rank() / world.size(), last = batch * (world.rank() + 1) / world.size();
-  const std::span<const int32_t> mine(tokens.ids.data() + first * time, static_cast<size_t>((last - first) * time));
-
   const int warmups = values["warmups"].as<int>();
-  for (int r = 0; r < warmups; ++r) model->transformer->forward(mine, last - first, time);
+  // Option mode runs on a second copy of the model, laid out by parallel.placement (contiguous
+  // without one); token mode keeps the contiguous layout: the baseline.
+  const std::string placement_path = values["parallel.placement"].as<std::string>();
+  auto placed = load_distributed_model(model_dir, Device::cpu, world, values["parallel.ep_size"].as<int>(), placement_path);
+  placed->dispatcher->set_mode(DispatchMode::option);
+
+  // The same sequences for every mode: data.path's when the configuration names one, else random.
+  const int64_t first = batch * world.rank() / world.size(), last = batch * (world.rank() + 1) / world.size();
+  const int64_t local_batch = last - first;
+  struct LocalBatch {
+    std::vector<int32_t> tokens;        // [local_batch, time]
+    std::vector<int64_t> global_index;  // [local_batch]
+  };
+  std::vector<LocalBatch> batches(static_cast<size_t>(warmups + repeats));
+  const std::string data_path = values.count("data.path") ? values["data.path"].as<std::string>() : "";
+  std::optional<data::TokenDataset> dataset;
+  if (!data_path.empty()) dataset = read_training_data(values, false, "bench dispatch");
+  for (size_t index = 0; index < batches.size(); ++index) {
+    LocalBatch& local = batches[index];
+    if (dataset) {
+      data::BatchSampler sampler(*dataset, {time, values["seed"].as<uint64_t>(), true});
+      const auto slice = data::data_parallel_slice(batch, world.rank(), world.size());
+      data::SequenceBatch sequences = sampler.batch(static_cast<int64_t>(index), batch, slice.first, slice.count);
+      local.tokens = std::move(sequences.tokens);
+      local.global_index = std::move(sequences.global_index);
+    } else {
+      const TokenArray tokens = random_tokens(batch, time, model->config.vocab_size, values["seed"].as<uint64_t>() + index);
+      local.tokens.assign(tokens.ids.begin() + first * time, tokens.ids.begin() + last * time);
+      for (int64_t b = first; b < last; ++b) local.global_index.push_back(static_cast<int64_t>(index) * batch + b);
+    }
+  }
+  const auto measured = [&](int r) -> const LocalBatch& { return batches[static_cast<size_t>(warmups + r)]; };
+
+  // Who holds the masks in option mode.
+  ParameterSet controller_parameters;
+  std::vector<OptionController> controllers;
+  std::unique_ptr<MaskPolicy> policy;
+  std::string policy_name = "greedy_cache";
+  TrainerConfig trainer = trainer_config_from(values);
+  if (values.count("run-dir")) {
+    const std::filesystem::path run_directory = values["run-dir"].as<std::string>();
+    trainer.controller = controller_config_of_run(run_directory, trainer.controller, "bench dispatch");
+    controllers = make_controllers(controller_parameters, placed->config, placed->weights, trainer.controller, trainer.seed);
+    load_controller(controller_file(run_directory), controller_parameters);
+    policy = std::make_unique<ControllerPolicy>(controllers, /*sample=*/false, trainer.seed);
+    policy_name = run_directory.string();
+  } else {
+    policy = std::make_unique<GreedyCachePolicy>(trainer.controller.k_hat, placed->config.top_k,
+                                                 values["eval.cache_decay"].as<double>());
+  }
+  const int64_t prompt = values["decode-prompt"].as<int64_t>() > 0 ? values["decode-prompt"].as<int64_t>()
+                                                                     : values["rollout.prompt_length"].as<int64_t>();
+  if (prompt < 1 || prompt >= time) {
+    TEMOE_FAIL("temoe bench dispatch: decode prompt of " << prompt << " positions; expected 1 <= prompt < --time = " << time);
+  }
+
+  for (int r = 0; r < warmups; ++r) {
+    const LocalBatch& local = batches[static_cast<size_t>(r)];
+    model->transformer->forward(local.tokens, local_batch, time);
+    run_rollout(*placed->transformer, local.tokens, local_batch, time, policy.get(), local.global_index, r);
+  }
   model->dispatcher->reset_statistics(/*record_calls=*/true);
   model->dispatcher->set_barrier_before_exchange(true);
   world.barrier();
-  for (int r = 0; r < repeats; ++r) model->transformer->forward(mine, last - first, time);
+  for (int r = 0; r < repeats; ++r) model->transformer->forward(measured(r).tokens, local_batch, time);
   const DispatchStatistics statistics = model->dispatcher->statistics();
   // The floor and the replays, interleaved call by call so that both see the same conditions.
   Communicator& group = model->grid->expert_parallel();
@@ -193,6 +265,42 @@ int bench_dispatch(const Arguments& arguments) {
     }
   }
   const DispatchStatistics replayed = model->dispatcher->statistics();
+
+  // Option mode, teacher-forced: the policy's rollouts of the same sequences on the placed model.
+  placed->dispatcher->set_barrier_before_exchange(true);
+  placed->dispatcher->reset_statistics();
+  world.barrier();
+  std::vector<LayerDecisions> held_first;  // the masks held over the first measured batch, for decoding it
+  SwitchCount switches;
+  for (int r = 0; r < repeats; ++r) {
+    Rollout rollout = run_rollout(*placed->transformer, measured(r).tokens, local_batch, time, policy.get(),
+                                  measured(r).global_index, warmups + r);
+    const SwitchCount count = count_switches(rollout.decisions, local_batch, time);
+    switches.switches += count.switches;
+    switches.positions += count.positions;
+    if (r == 0) held_first = std::move(rollout.decisions);
+  }
+  const ModeFigures option_forward = summarize_dispatch(placed->dispatcher->statistics(), world);
+  const ModeFigures token_forward = summarize_dispatch(statistics, world);
+
+  // Decode steps of the first measured batch: one position per sequence per step after the
+  // prompt, token mode with plain top-k, option mode inside the masks held above.
+  const std::span<const int32_t> decoded(measured(0).tokens);
+  decode_positions(*model->transformer, decoded, local_batch, time, prompt, nullptr, [&] {
+    model->dispatcher->reset_statistics();
+    world.barrier();
+  });
+  const ModeFigures token_decode = summarize_dispatch(model->dispatcher->statistics(), world);
+  decode_positions(*placed->transformer, decoded, local_batch, time, prompt, &held_first, [&] {
+    placed->dispatcher->reset_statistics();
+    world.barrier();
+  });
+  const ModeFigures option_decode = summarize_dispatch(placed->dispatcher->statistics(), world);
+  SwitchCount decode_switches = count_switches(held_first, local_batch, time, prompt);
+  double switch_sums[4] = {switches.switches, switches.positions, decode_switches.switches, decode_switches.positions};
+  world.all_reduce_sum(std::span<double>(switch_sums, 4));
+  const double forward_switch_rate = switch_sums[0] / std::max(switch_sums[1], 1.0);
+  const double decode_switch_rate = switch_sums[2] / std::max(switch_sums[3], 1.0);
 
   // Sums over all ranks; headline times are the slowest rank's (everyone waits for it), the
   // breakdowns the mean over ranks, phase by phase, so that they add up.
@@ -245,6 +353,68 @@ int bench_dispatch(const Arguments& arguments) {
                 mean[kFloorReturn] * 1e3, (mean[kFloorDispatch] + mean[kFloorReturn]) * 1e3);
     std::printf("  page faults in the exchange per layer, mean over ranks: forward %.1f   replayed %.1f\n",
                 mean[kPageFaults], mean[kReplayPageFaults]);
+    const auto print_mode = [](const char* label, const ModeFigures& figures) {
+      std::printf("  %-26s remote bytes/token %9.1f  messages/layer %6.2f  peers/rank/layer %5.2f  counts skipped %5.1f%%"
+                  "  exchange %7.3f ms/layer\n",
+                  label, figures.remote_bytes_per_token, figures.messages_per_step, figures.peers_per_step,
+                  100 * figures.counts_exchange_skipped_fraction, figures.seconds_per_layer * 1e3);
+    };
+    const auto ratio = [](double option, double token) { return token > 0 ? option / token : 0.0; };
+    std::printf("token vs option mode (%s masks, k_hat %lld, placement %s), same sequences:\n", policy_name.c_str(),
+                static_cast<long long>(trainer.controller.k_hat), placement_path.empty() ? "contiguous" : placement_path.c_str());
+    print_mode("token, teacher-forced", token_forward);
+    print_mode("option, teacher-forced", option_forward);
+    print_mode("token, decode", token_decode);
+    print_mode("option, decode", option_decode);
+    std::printf("  switch rate: teacher-forced %.2f%%, decode steps %.2f%%\n", 100 * forward_switch_rate,
+                100 * decode_switch_rate);
+    for (const auto& [label, token_figures, option_figures] :
+         {std::tuple<const char*, const ModeFigures*, const ModeFigures*>{"teacher-forced", &token_forward, &option_forward},
+          {"decode", &token_decode, &option_decode}}) {
+      std::printf("  option/token, %-14s remote bytes %.3fx  messages %.3fx  time per layer %.3fx\n", label,
+                  ratio(option_figures->remote_bytes_per_token, token_figures->remote_bytes_per_token),
+                  ratio(option_figures->messages_per_step, token_figures->messages_per_step),
+                  ratio(option_figures->seconds_per_layer, token_figures->seconds_per_layer));
+    }
+    // The cluster model: each rank's measured traffic priced at 8, 64 and 512 ranks.
+    const std::vector<ClusterProfile> profiles = named_cluster_profiles();
+    const int modelled_ranks[3] = {8, 64, 512};
+    nlohmann::json modelled = {{"profile", profiles.front().name}, {"ranks", modelled_ranks}};
+    nlohmann::json by_profile;
+    for (const ClusterProfile& profile : profiles) {
+      nlohmann::json entry;
+      for (const auto& [workload, token_figures, option_figures] :
+           {std::tuple<const char*, const ModeFigures*, const ModeFigures*>{"teacher_forced", &token_forward, &option_forward},
+            {"decode", &token_decode, &option_decode}}) {
+        std::vector<double> token_seconds, option_seconds;
+        for (const int ranks : modelled_ranks) {
+          token_seconds.push_back(modelled_layer_seconds(*token_figures, ranks, profile));
+          option_seconds.push_back(modelled_layer_seconds(*option_figures, ranks, profile));
+        }
+        entry[workload] = {{"token", token_seconds}, {"option", option_seconds}};
+        std::printf("  modelled on %-18s %-14s ms/layer at 8/64/512 ranks: token %.3f %.3f %.3f  option %.3f %.3f %.3f\n",
+                    profile.name.c_str(), workload, token_seconds[0] * 1e3, token_seconds[1] * 1e3, token_seconds[2] * 1e3,
+                    option_seconds[0] * 1e3, option_seconds[1] * 1e3, option_seconds[2] * 1e3);
+      }
+      by_profile[profile.name] = entry;
+    }
+    modelled["token"] = by_profile[profiles.front().name]["teacher_forced"]["token"];
+    modelled["option"] = by_profile[profiles.front().name]["teacher_forced"]["option"];
+    modelled["decode"] = by_profile[profiles.front().name]["decode"];
+    modelled["by_profile"] = by_profile;
+    nlohmann::json option_json = option_forward.to_json();
+    option_json["switch_rate"] = forward_switch_rate;
+    option_json["decode"] = option_decode.to_json();
+    option_json["decode"]["switch_rate"] = decode_switch_rate;
+    option_json["placement"] = placement_path.empty() ? "contiguous" : placement_path;
+    option_json["policy"] = policy_name;
+    option_json["k_hat"] = trainer.controller.k_hat;
+    const auto ratios = [&](const ModeFigures& token_figures, const ModeFigures& option_figures) {
+      return nlohmann::json{
+          {"remote_bytes_per_token", ratio(option_figures.remote_bytes_per_token, token_figures.remote_bytes_per_token)},
+          {"messages_per_step", ratio(option_figures.messages_per_step, token_figures.messages_per_step)},
+          {"seconds_per_layer", ratio(option_figures.seconds_per_layer, token_figures.seconds_per_layer)}};
+    };
     if (values.count("json")) {
       write_json_report(values["json"].as<std::string>(),
                         {{"token",
@@ -254,6 +424,8 @@ int bench_dispatch(const Arguments& arguments) {
                            {"seconds_per_layer", exchange},
                            {"expert_seconds_per_layer", experts},
                            {"counts_exchanges_per_step", static_cast<double>(statistics.counts_exchanges) / calls},
+                           {"counts_exchange_skipped_fraction", token_forward.counts_exchange_skipped_fraction},
+                           {"decode", token_decode.to_json()},
                            // Seconds per layer, mean over ranks; the phases add up to "total".
                            {"breakdown", phases_json(mean, kPhasesStart)},
                            {"page_faults_per_layer", mean[kPageFaults]},
@@ -267,6 +439,12 @@ int bench_dispatch(const Arguments& arguments) {
                             {{"dispatch_exchange", mean[kFloorDispatch]},
                              {"return_exchange", mean[kFloorReturn]},
                              {"total", mean[kFloorDispatch] + mean[kFloorReturn]}}}}},
+                         {"option", option_json},
+                         {"option_over_token",
+                          {{"teacher_forced", ratios(token_forward, option_forward)},
+                           {"decode", ratios(token_decode, option_decode)}}},
+                         {"modelled", modelled},
+                         {"decode_prompt", prompt},
                          {"ratio_to_floor", exchange / floor},
                          {"replay_ratio_to_floor", replay / floor},
                          {"warmups", warmups},

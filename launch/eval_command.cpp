@@ -82,13 +82,7 @@ int run_eval(const Arguments& arguments) {
   std::filesystem::path run_directory;
   if (values.count("run-dir")) {
     run_directory = values["run-dir"].as<std::string>();
-    // The controllers' shapes are the run's: read them from its resolved configuration.
-    const auto run_config = run_directory / "config.cfg";
-    const auto run_values = parse_command_line("eval", {"--config", run_config.string()}, po::options_description()).values;
-    config.controller.k_hat = run_values["controller.k_hat"].as<int64_t>();
-    config.controller.hidden = run_values["controller.hidden"].as<int64_t>();
-    config.controller.embedding_dim = run_values["controller.embedding_dim"].as<int64_t>();
-    config.controller.set_dim = run_values["controller.set_dim"].as<int64_t>();
+    config.controller = controller_config_of_run(run_directory, config.controller, "eval");
   }
   const int64_t global_batch = values["train.batch_size"].as<int64_t>(), time = values["train.sequence_length"].as<int64_t>();
   const int64_t batches = values["eval.batches"].as<int64_t>();

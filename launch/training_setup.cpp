@@ -76,4 +76,18 @@ std::filesystem::path controller_file(const std::filesystem::path& run_directory
   return run_directory / "controller.h5";
 }
 
+ControllerConfig controller_config_of_run(const std::filesystem::path& run_directory, ControllerConfig base,
+                                          const std::string& command) {
+  const auto run_config = run_directory / "config.cfg";
+  if (!std::filesystem::exists(run_config)) {
+    TEMOE_FAIL(command << ": " << run_config.string() << " is missing: --run-dir must name a directory temoe train wrote");
+  }
+  const auto run_values = parse_command_line(command, {"--config", run_config.string()}, po::options_description()).values;
+  base.k_hat = run_values["controller.k_hat"].as<int64_t>();
+  base.hidden = run_values["controller.hidden"].as<int64_t>();
+  base.embedding_dim = run_values["controller.embedding_dim"].as<int64_t>();
+  base.set_dim = run_values["controller.set_dim"].as<int64_t>();
+  return base;
+}
+
 }  // namespace temoe::launch

@@ -21,4 +21,9 @@ data::TokenDataset read_training_data(const po::variables_map& values, bool eval
 // The controller parameters written at the end of training (and read by eval).
 std::filesystem::path controller_file(const std::filesystem::path& run_directory);
 
+// `base` with the controllers' shapes (k_hat and the layer sizes) of a finished run, read from its
+// resolved configuration, so that its controller.h5 loads whatever the current config says.
+ControllerConfig controller_config_of_run(const std::filesystem::path& run_directory, ControllerConfig base,
+                                          const std::string& command);
+
 }  // namespace temoe::launch
