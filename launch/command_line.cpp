@@ -133,6 +133,18 @@ std::string resolved_configuration(const po::variables_map& values) {
   return out.str();
 }
 
+std::string resolved_value(const std::string& configuration, const std::string& key) {
+  const auto dot = key.find('.');
+  const std::string section = "[" + key.substr(0, dot) + "]", prefix = key.substr(dot + 1) + " = ";
+  std::istringstream lines(configuration);
+  std::string current;
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line.front() == '[') current = line;
+    else if (current == section && line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
+  }
+  return "";
+}
+
 void apply_thread_settings(const po::variables_map& values) {
   const int threads = values["runtime.threads"].as<int>();
   if (threads < 0) TEMOE_FAIL("runtime.threads = " << threads << ": expected 0 (default) or a positive count");

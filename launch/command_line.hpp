@@ -31,6 +31,9 @@ std::string command_help(const std::string& usage, const po::options_description
 // Every configuration key with its value, as an INI file that --config reads back.
 std::string resolved_configuration(const po::variables_map& values);
 
+// The value of `key` ("section.name") in a text resolved_configuration wrote, or "" when absent.
+std::string resolved_value(const std::string& configuration, const std::string& key);
+
 // Applies runtime.threads (OpenMP and BLAS threads; 0 keeps the library defaults).
 void apply_thread_settings(const po::variables_map& values);
 

@@ -54,6 +54,14 @@ int inspect_checkpoint(const std::filesystem::path& file, const std::string& jso
             << hex(checkpoint.model.fingerprint) << "\n"
             << "world size       " << checkpoint.world_size() << " (per rank: " << rank0.random_state.size()
             << " random-state words, " << rank0.data_position.size() << " data-position values)\n";
+  if (const auto& placement = checkpoint.expert_placement) {
+    std::cout << "expert placement ep_size " << placement->ep_size << ", owners [";
+    for (size_t expert = 0; expert < placement->owners.size(); ++expert) {
+      std::cout << (expert ? ", " : "") << placement->owners[expert];
+    }
+    std::cout << "] (the expert-parallel rank of each expert)\n";
+    ++datasets;
+  }
   nlohmann::json sets = nlohmann::json::array();
   for (const auto& set : checkpoint.parameter_sets) {
     int64_t set_values = 0;
@@ -82,6 +90,10 @@ int inspect_checkpoint(const std::filesystem::path& file, const std::string& jso
             << "tensor data      " << megabytes(static_cast<double>(checkpoint_tensor_bytes(checkpoint))) << "\n"
             << "verified         header, whole-file hash and the Fletcher32 checksums of all " << datasets << " datasets\n";
   if (!json_path.empty()) {
+    nlohmann::json placement = nullptr;  // the placement file's form (launch/placement_file.hpp), or null
+    if (checkpoint.expert_placement) {
+      placement = {{"ep_size", checkpoint.expert_placement->ep_size}, {"owners", checkpoint.expert_placement->owners}};
+    }
     write_json_report(json_path, {{"file", file.string()},
                                   {"verified", true},
                                   {"format_version", checkpoint.format_version},
@@ -90,6 +102,7 @@ int inspect_checkpoint(const std::filesystem::path& file, const std::string& jso
                                   {"model_architecture", checkpoint.model.architecture},
                                   {"model_fingerprint", hex(checkpoint.model.fingerprint)},
                                   {"world_size", checkpoint.world_size()},
+                                  {"expert_placement", placement},
                                   {"parameter_sets", sets},
                                   {"datasets", datasets},
                                   {"values", values}});

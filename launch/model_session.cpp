@@ -19,12 +19,19 @@ std::unique_ptr<LoadedModel> load_local_model(const std::filesystem::path& direc
 std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
                                                     Communicator& world, int ep_size,
                                                     const std::filesystem::path& placement_file) {
+  return load_distributed_model(directory, device, world, ep_size, [&](int64_t num_experts, int ranks) {
+    return placement_file.empty() ? ExpertPlacement::contiguous(num_experts, ranks)
+                                  : read_placement_file(placement_file, num_experts, ranks);
+  });
+}
+
+std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
+                                                    Communicator& world, int ep_size,
+                                                    const PlacementChooser& choose_placement) {
   auto model = std::make_unique<LoadedModel>();
   model->config = ModelConfig::from_file(directory / "config.json");
   model->grid = std::make_unique<ProcessGrid>(world, ep_size, model->config.num_experts);
-  const int ranks = model->grid->shape().ep_size;
-  auto placement = placement_file.empty() ? ExpertPlacement::contiguous(model->config.num_experts, ranks)
-                                          : read_placement_file(placement_file, model->config.num_experts, ranks);
+  auto placement = choose_placement(model->config.num_experts, model->grid->shape().ep_size);
   model->checkpoint = std::make_unique<SafetensorsCheckpoint>(directory);
   model->weights = load_model_weights(*model->checkpoint, model->config,
                                       ExpertSet::of(placement.experts_of(model->grid->ep_rank())));

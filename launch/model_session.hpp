@@ -2,6 +2,7 @@
 // Loads a model for a command on the process grid: config.json, the weights this rank holds (all
 // dense tensors, its share of the experts), a backend, and the expert executor that fits the grid.
 #include <filesystem>
+#include <functional>
 #include <memory>
 
 #include "parallel/process_grid.hpp"
@@ -30,5 +31,14 @@ std::unique_ptr<LoadedModel> load_local_model(const std::filesystem::path& direc
 std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
                                                     Communicator& world, int ep_size,
                                                     const std::filesystem::path& placement_file = {});
+
+// Chooses the expert placement once the grid is laid out: E experts over X expert-parallel ranks.
+using PlacementChooser = std::function<ExpertPlacement(int64_t num_experts, int ep_size)>;
+
+// The same, with the placement from `choose_placement` (temoe train's comes from the checkpoint it
+// resumes, launch/resume_placement.hpp).
+std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
+                                                    Communicator& world, int ep_size,
+                                                    const PlacementChooser& choose_placement);
 
 }  // namespace temoe::launch

@@ -14,6 +14,7 @@
 #include "src/learner/controller_file.hpp"
 #include "launch/model_session.hpp"
 #include "launch/progress_log.hpp"
+#include "launch/resume_placement.hpp"
 #include "launch/training_setup.hpp"
 #include "parallel/mpi_communicator.hpp"
 #include "src/checkpoint/checkpoint.hpp"
@@ -97,6 +98,15 @@ void truncate_metrics(const std::filesystem::path& file, int64_t first_step) {
   write_file_atomically(file, [&](std::ostream& stream) { stream << kept.str(); });
 }
 
+// The resolved configuration; with the checkpoint's placement applied, parallel.placement is the
+// value of the run that wrote it, as if it had been given again.
+std::string resolved_configuration_with(const po::variables_map& values, const PlacementChoice& placement) {
+  if (!placement.from_checkpoint) return resolved_configuration(values);
+  po::variables_map effective = values;
+  effective.at("parallel.placement") = po::variable_value(placement.configured_as, false);
+  return resolved_configuration(effective);
+}
+
 }  // namespace
 
 int run_train(const Arguments& arguments) {
@@ -136,10 +146,24 @@ int run_train(const Arguments& arguments) {
   if (global_batch % world.size() != 0) {
     TEMOE_FAIL("train.batch_size = " << global_batch << " is not a multiple of the " << world.size() << " ranks");
   }
+  // Resume: every rank reads the latest checkpoint (it is small), before the model: the expert
+  // placement it was trained with decides which experts this rank loads (resume_placement.hpp).
+  std::optional<LoadedCheckpoint> loaded;
+  if (std::filesystem::exists(run_directory)) loaded = load_latest_checkpoint(run_directory, LoadOptions{});
+  if (!loaded && values["resume"].as<bool>()) {
+    TEMOE_FAIL("temoe train --resume: " << run_directory.string() << " holds no checkpoint to resume from");
+  }
+  PlacementChoice placement;
   auto model = load_distributed_model(model_directory_from(values, "train"),
                                       parse_device(values["runtime.device"].as<std::string>()), world,
-                                      values["parallel.ep_size"].as<int>(),
-                                      values["parallel.placement"].as<std::string>());
+                                      values["parallel.ep_size"].as<int>(), [&](int64_t num_experts, int ep_size) {
+                                        placement = choose_placement(values["parallel.placement"].as<std::string>(),
+                                                                     loaded ? &loaded->checkpoint : nullptr,
+                                                                     num_experts, ep_size);
+                                        return placement.placement;
+                                      });
+  const ModelIdentity identity = model_identity(*model);
+  if (loaded) check_model_identity(loaded->checkpoint, identity);
   const data::TokenDataset dataset = read_training_data(values, false, "train");
   if (dataset.vocab_size > model->config.vocab_size) {
     TEMOE_FAIL(dataset.path.string() << ": vocabulary of " << dataset.vocab_size << " tokens exceeds the model's "
@@ -156,27 +180,18 @@ int run_train(const Arguments& arguments) {
   if (checkpoint_every < 0 || keep_checkpoints < 0) {
     TEMOE_FAIL("temoe train: train.checkpoint_every >= 0 and train.keep_checkpoints >= 0 are required");
   }
-  const std::string configuration = resolved_configuration(values);
-  const ModelIdentity identity = model_identity(*model);
+  const std::string configuration = resolved_configuration_with(values, placement);
+  std::optional<StoredPlacement> recorded_placement;  // saved with every checkpoint of an expert-parallel run
+  if (model->grid->shape().ep_size > 1) recorded_placement = stored_placement(placement.placement);
 
   // Rank 0 alone writes the run directory; it removes an interrupted commit's temporaries first.
   std::unique_ptr<CheckpointDirectory> checkpoints;
   if (world.rank() == 0) checkpoints = std::make_unique<CheckpointDirectory>(run_directory, keep_checkpoints);
   world.barrier();
 
-  // Resume: every rank reads the latest checkpoint (it is small) and restores the replicated
-  // controllers and their AdamW state. Randomness and the data order are functions of
-  // (seed, step), so the step is all the per-rank state there is.
+  // Resume: every rank restores the replicated controllers and their AdamW state. Randomness and
+  // the data order are functions of (seed, step), so the step is all the per-rank state there is.
   int64_t first_step = 0, total_tokens = 0;
-  std::optional<LoadedCheckpoint> loaded;
-  if (std::filesystem::exists(run_directory)) {
-    LoadOptions load_options;
-    load_options.expected_model = identity;
-    loaded = load_latest_checkpoint(run_directory, load_options);
-  }
-  if (!loaded && values["resume"].as<bool>()) {
-    TEMOE_FAIL("temoe train --resume: " << run_directory.string() << " holds no checkpoint to resume from");
-  }
   if (loaded) {
     const Checkpoint& checkpoint = loaded->checkpoint;
     restore_parameter_set(checkpoint, "controller", trainer.parameters(), &trainer.optimizer());
@@ -198,8 +213,9 @@ int run_train(const Arguments& arguments) {
           std::printf("temoe train: note: changed since the checkpoint: %s %s\n", section.c_str(), line.c_str());
         }
       }
-      std::printf("temoe train: resuming from %s at step %lld (written by %d ranks, now %d)\n", loaded->file.c_str(),
-                  static_cast<long long>(first_step), checkpoint.world_size(), world.size());
+      std::printf("temoe train: resuming from %s at step %lld (written by %d ranks, now %d)%s\n", loaded->file.c_str(),
+                  static_cast<long long>(first_step), checkpoint.world_size(), world.size(),
+                  placement.note.empty() ? "" : ("; " + placement.note).c_str());
     }
   }
 
@@ -231,6 +247,7 @@ int run_train(const Arguments& arguments) {
     checkpoint.parameter_sets.push_back(capture_parameter_set("controller", trainer.parameters(), &trainer.optimizer()));
     checkpoint.ranks.assign(static_cast<size_t>(world.size()), RankState{{0}, {completed}});
     checkpoint.metrics = nlohmann::json{{"tokens", total_tokens}}.dump();
+    checkpoint.expert_placement = recorded_placement;
     const auto file = checkpoints->commit(checkpoint);
     std::printf("temoe train: checkpoint %s\n", file.c_str());
     std::fflush(stdout);

@@ -23,7 +23,7 @@ struct DispatchStatistics {
   int64_t remote_bytes_sent = 0;   // bytes this rank sent to other ranks (hidden states out, results back)
   int64_t local_bytes = 0;         // bytes that stayed on this rank
   int64_t bytes_received = 0;      // bytes this rank received, from itself and others
-  int64_t messages = 0;            // non-empty sends to other ranks
+  int64_t messages = 0;            // sends to other ranks, empty ones included
   int64_t peers = 0;               // distinct other ranks exchanged with, summed over calls
   int64_t counts_exchanges = 0;    // calls that exchanged counts (token mode: a separate all-to-all of them, none
                                    // where they travel with the data; option mode: new bounds agreed)

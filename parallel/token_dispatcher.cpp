@@ -330,10 +330,10 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
   const auto return_offsets = exclusive_prefix_sum(return_counts), back_offsets = exclusive_prefix_sum(wire_back_counts);
   back_buffer_.resize(back_offsets.back() + wire_back_counts.back());
   const auto result_bytes_span = std::as_bytes(std::span<const float>(results.data(), static_cast<size_t>(results.numel())));
-  std::vector<uint8_t> return_to(static_cast<size_t>(ranks), 0);
   if (option) {
     // Both sides know these sizes already (the owner counted the pairs it computed, the token side
     // the slots it routed), so only the ranks with results talk, with exact sizes.
+    std::vector<uint8_t> return_to(static_cast<size_t>(ranks), 0);
     for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) return_to[r] = wire_return_counts[r] > 0;
     const auto received = communicator_.exchange_with_peers(result_bytes_span, wire_return_counts, return_offsets, return_to,
                                                             back_buffer_, wire_back_counts, back_offsets);
@@ -371,15 +371,11 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
       continue;
     }
     statistics_.remote_bytes_sent += out + back;
-    // Token mode: the non-empty sends. Option mode: every send issued (an agreed peer gets a
-    // message even when it carries no rows this time), and the peers talked to at all.
-    if (option) {
-      statistics_.messages += send_to[r] + return_to[r];
-      peers += (send_to[r] || return_to[r] || receive_counts[r] > 0 || back_counts[r] > 0);
-    } else {
-      statistics_.messages += (out > 0) + (back > 0);
-      peers += (out > 0 || back > 0 || receive_counts[r] > 0 || back_counts[r] > 0);
-    }
+    // Every send issued to another rank, empty ones included (they still cost a latency): token
+    // mode sends rows to every rank, since its receivers learn their sizes from the messages, and
+    // results to the ranks that have some; option mode only to the peers its held plan agreed.
+    statistics_.messages += send_to[r] + (back > 0);
+    peers += (out > 0 || back > 0 || receive_counts[r] > 0 || back_counts[r] > 0 || send_to[r]);
   }
   statistics_.peers += peers;
   if (statistics_.record_calls) {

@@ -5,6 +5,7 @@
 // training goes on.
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,6 +46,15 @@ struct ParameterSetState {
   std::vector<Tensor> second_moments;
 };
 
+// The expert placement a run with expert parallelism trained with (ExpertPlacement's plain data,
+// so that checkpoints need nothing of parallel/): owners[e] = the expert-parallel rank that held
+// expert e, out of ep_size ranks. Applied again on resume (launch/resume_placement.hpp).
+struct StoredPlacement {
+  int ep_size = 0;
+  std::vector<int32_t> owners;  // [E]
+  bool operator==(const StoredPlacement&) const = default;
+};
+
 struct Checkpoint {
   int format_version = kCheckpointFormatVersion;
   std::string config;                 // the resolved configuration, as text
@@ -54,6 +64,9 @@ struct Checkpoint {
   std::vector<ParameterSetState> parameter_sets;
   std::vector<RankState> ranks;       // index = rank; size = the world size that wrote it (>= 1)
   std::string metrics = "{}";         // JSON: whatever the trainer needs to continue its metrics
+  // Absent for runs without expert parallelism (ep_size 1) and in files written before placements
+  // were recorded; both load as before.
+  std::optional<StoredPlacement> expert_placement;
   std::filesystem::path source;       // set by the reader: the file it came from (for messages)
 
   int world_size() const { return static_cast<int>(ranks.size()); }

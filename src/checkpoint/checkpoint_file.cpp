@@ -245,6 +245,17 @@ void validate(const Checkpoint& checkpoint) {
                     rank.data_position.size() == checkpoint.ranks[0].data_position.size(),
                 "checkpoint: every rank must have random states and data positions of the same lengths as rank 0");
   }
+  if (checkpoint.expert_placement) {
+    const StoredPlacement& placement = *checkpoint.expert_placement;
+    TEMOE_CHECK(placement.ep_size >= 1 && !placement.owners.empty(),
+                "checkpoint: an expert placement needs ep_size >= 1 and at least one expert, got ep_size "
+                    << placement.ep_size << " and " << placement.owners.size() << " experts");
+    for (size_t expert = 0; expert < placement.owners.size(); ++expert) {
+      TEMOE_CHECK(placement.owners[expert] >= 0 && placement.owners[expert] < placement.ep_size,
+                  "checkpoint: expert placement owners[" << expert << "] = " << placement.owners[expert]
+                                                         << ", expected a rank in [0, " << placement.ep_size << ")");
+    }
+  }
   std::set<std::string> set_names;
   for (const auto& set : checkpoint.parameter_sets) {
     validate_name(set.name, "parameter set");
@@ -634,6 +645,32 @@ void read_ranks(const Reader& reader, hid_t root, Checkpoint& checkpoint, int32_
   }
 }
 
+// /expert_placement is optional: runs without expert parallelism, and files written before
+// placements were recorded, have none.
+std::optional<StoredPlacement> read_expert_placement(const Reader& reader, hid_t root) {
+  if (!reader.has_link(root, "expert_placement")) return std::nullopt;
+  const std::string full = "/expert_placement";
+  StoredPlacement placement;
+  Shape shape;
+  placement.owners = reader.read_integers<int32_t>(root, "expert_placement", full, H5T_NATIVE_INT32, H5T_SGN_2, "int32", shape);
+  if (shape.size() != 1 || shape[0] < 1) {
+    reader.damaged("dataset " + full + " has shape " + shape_string(shape) + ", expected [E] with E >= 1");
+  }
+  const auto opened = reader.open_dataset(root, "expert_placement", full);
+  placement.ep_size = reader.read_attribute<int32_t>(opened.dataset.get(), "ep_size", full, H5T_NATIVE_INT32);
+  if (placement.ep_size < 1) {
+    reader.damaged("attribute 'ep_size' on " + full + " is " + std::to_string(placement.ep_size) + ", expected >= 1");
+  }
+  for (size_t expert = 0; expert < placement.owners.size(); ++expert) {
+    if (placement.owners[expert] < 0 || placement.owners[expert] >= placement.ep_size) {
+      reader.damaged("dataset " + full + ": expert " + std::to_string(expert) + " is owned by rank " +
+                     std::to_string(placement.owners[expert]) + ", expected a rank in [0, " +
+                     std::to_string(placement.ep_size) + ")");
+    }
+  }
+  return placement;
+}
+
 ParameterSetState read_parameter_set(const Reader& reader, hid_t sets, const std::string& name) {
   const std::string full = "/parameter_sets/" + name;
   Handle group = reader.open_group(sets, name, full);
@@ -691,6 +728,13 @@ void write_checkpoint_file(const fs::path& path, const Checkpoint& checkpoint) {
     writer.write_dataset(ranks.get(), "data_position", H5T_STD_I64LE, H5T_NATIVE_INT64,
                          {world, static_cast<int64_t>(checkpoint.ranks[0].data_position.size())}, positions.data());
   }
+  if (checkpoint.expert_placement) {
+    const StoredPlacement& placement = *checkpoint.expert_placement;
+    writer.write_dataset(root, "expert_placement", H5T_STD_I32LE, H5T_NATIVE_INT32,
+                         {static_cast<int64_t>(placement.owners.size())}, placement.owners.data());
+    Handle dataset = writer.check(H5Dopen2(root, "expert_placement", H5P_DEFAULT), H5Dclose, "open dataset 'expert_placement'");
+    writer.write_attribute(dataset.get(), "ep_size", H5T_STD_I32LE, H5T_NATIVE_INT32, int32_t{placement.ep_size});
+  }
   Handle sets = writer.create_group(root, "parameter_sets");
   for (const auto& set : checkpoint.parameter_sets) {
     Handle group = writer.create_group(sets.get(), set.name);
@@ -747,6 +791,7 @@ Checkpoint read_checkpoint_file(const fs::path& path) {
   checkpoint.config = reader.read_text(root, "config", "/config");
   checkpoint.metrics = reader.read_text(root, "metrics", "/metrics");
   read_ranks(reader, root, checkpoint, world_size);
+  checkpoint.expert_placement = read_expert_placement(reader, root);
   Handle sets = reader.open_group(root, "parameter_sets", "/parameter_sets");
   for (const auto& name : reader.member_names(sets.get(), "/parameter_sets")) {
     checkpoint.parameter_sets.push_back(read_parameter_set(reader, sets.get(), name));

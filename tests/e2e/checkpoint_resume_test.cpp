@@ -3,7 +3,9 @@
 // checkpoint written by 2 ranks resumes on 1; SIGTERM / SIGUSR1 under mpirun stop every rank after
 // one checkpoint with exit status 3, and the resumed run ends where an uninterrupted one does; kill -9
 // of the whole job at random instants, many times, never leaves it without a loadable checkpoint; a
-// checkpoint of another controller shape is refused.
+// checkpoint of another controller shape is refused; the expert placement is saved with the checkpoint,
+// `temoe inspect` prints it, a resume without parallel.placement applies it (and equals an
+// uninterrupted run bit for bit), and a different explicit placement is refused.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -49,9 +51,11 @@ class CheckpointResume : public ::testing::Test {
   static void TearDownTestSuite() { fs::remove_all(work_); }
 
   static std::string command(const std::string& name, int ranks, const std::string& extra) {
+    const bool own_k_hat = extra.find("--controller.k_hat=") != std::string::npos;
     const std::string program = kBinary + " train --model " + shell_quote(work_ / "model") + " --data.path=" +
                                 shell_quote(work_ / "data.h5") + " --run-dir " + shell_quote(work_ / name) +
-                                " --controller.k_hat=4 --train.sequence_length=32 --train.batch_size=4"
+                                (own_k_hat ? "" : " --controller.k_hat=4") +
+                                " --train.sequence_length=32 --train.batch_size=4"
                                 " --train.learning_rate=3e-3 --train.log_every=1000 " + extra;
     return ranks == 1 ? program : kMpirun + " -np " + std::to_string(ranks) + " " + program;
   }
@@ -233,6 +237,83 @@ TEST_F(CheckpointResume, SignalsStopAllRanksAfterACheckpointAndTheRunResumesExac
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_EQ(latest("signal"), "ckpt-60.h5");
   expect_identical_runs("signal-straight", "signal");
+}
+
+// Expert placements (2 ranks: ep_size 2 over the tiny model's 8 experts). With a communication cost
+// the learner prices held masks on the placement, so a run that silently lost it trains to other
+// numbers; masks of k_hat = top_k = 2 experts (not 4) often lie on one rank, so the cost does vary.
+const std::string kPlacement = "[1, 0, 1, 0, 0, 1, 1, 0]";
+const std::string kOtherPlacement = "[0, 1, 0, 1, 1, 0, 0, 1]";
+const std::string kPricedOnPlacement = " --controller.k_hat=2 --controller.communication_cost=0.5";
+
+std::string write_placement(const fs::path& file, const std::string& owners) {
+  std::ofstream(file) << R"({"ep_size": 2, "owners": )" << owners << "}\n";
+  return " --parallel.placement=" + shell_quote(file);
+}
+
+TEST_F(CheckpointResume, CheckpointRecordsThePlacementAndInspectPrintsIt) {
+  const std::string placement = write_placement(work_ / "placement-a.json", kPlacement);
+  auto result = train("placed", 2, "--train.steps=1" + placement);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const fs::path file = work_ / "placed" / "ckpt-1.h5", json = work_ / "placed-inspect.json";
+  result = run_shell_command(kBinary + " inspect " + shell_quote(file) + " --json " + shell_quote(json));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("expert placement ep_size 2, owners " + kPlacement), std::string::npos) << result.output;
+  const auto report = nlohmann::json::parse(std::ifstream(json));
+  EXPECT_EQ(report["expert_placement"], nlohmann::json::parse(R"({"ep_size": 2, "owners": )" + kPlacement + "}"))
+      << report.dump();
+  // Without an expert-parallel group there is nothing to record.
+  result = train("unplaced", 1, "--train.steps=1");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  result = run_shell_command(kBinary + " inspect " + shell_quote(work_ / "unplaced" / "ckpt-1.h5"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output.find("expert placement"), std::string::npos) << result.output;
+}
+
+TEST_F(CheckpointResume, ResumeWithoutPlacementAppliesTheStoredOneBitForBit) {
+  const std::string placement = write_placement(work_ / "placement-b.json", kPlacement);
+  auto result = train("placed-straight", 2, "--train.steps=4" + kPricedOnPlacement + placement);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  result = train("placed-split", 2, "--train.steps=2" + kPricedOnPlacement + placement);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  result = train("placed-split", 2, "--train.steps=4" + kPricedOnPlacement);  // no --parallel.placement
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("applying its expert placement {\"ep_size\":2,\"owners\":[1,0,1,0,0,1,1,0]}"),
+            std::string::npos)
+      << result.output;
+  EXPECT_EQ(result.output.find("changed since the checkpoint: [parallel]"), std::string::npos) << result.output;
+  expect_identical_runs("placed-straight", "placed-split");
+  const auto inspected = run_shell_command(kBinary + " inspect " + shell_quote(work_ / "placed-split" / "ckpt-4.h5"));
+  EXPECT_NE(inspected.output.find("owners " + kPlacement), std::string::npos) << inspected.output;
+  // The test can tell: the contiguous placement trains to other numbers.
+  result = train("contiguous-straight", 2, "--train.steps=4" + kPricedOnPlacement);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(metrics("contiguous-straight").back().dump(), metrics("placed-straight").back().dump());
+}
+
+TEST_F(CheckpointResume, AnotherExplicitPlacementIsRefusedAndAnotherEpSizeKeepsItsOwn) {
+  const std::string placement = write_placement(work_ / "placement-c.json", kPlacement);
+  const std::string other = write_placement(work_ / "other-placement.json", kOtherPlacement);
+  auto result = train("conflict", 2, "--train.steps=1" + placement);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  result = train("conflict", 2, "--train.steps=2" + other);
+  EXPECT_NE(result.exit_code, 0) << result.output;
+  for (const std::string& text : {(work_ / "conflict" / "ckpt-1.h5").string() + ": key /expert_placement holds the expert "
+                                                                                 "placement {\"ep_size\":2,\"owners\":[1,0,1,0,0,1,1,0]}",
+                                  "parallel.placement = " + (work_ / "other-placement.json").string() +
+                                      " gives {\"ep_size\":2,\"owners\":[0,1,0,1,1,0,0,1]}"}) {
+    EXPECT_NE(result.output.find(text), std::string::npos) << text << "\n" << result.output;
+  }
+  EXPECT_EQ(metrics("conflict").size(), 1u);
+  EXPECT_EQ(latest("conflict"), "ckpt-1.h5");
+  // On one rank (ep_size 1) the stored placement does not fit: the run goes on without it and says so.
+  result = train("conflict", 1, "--train.steps=2");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("at step 1 (written by 2 ranks, now 1); its expert placement (ep_size 2) is not "
+                               "applied: this run has ep_size 1"),
+            std::string::npos)
+      << result.output;
+  EXPECT_EQ(metrics("conflict").size(), 2u);
 }
 
 // Sends SIGKILL to every process whose command line mentions `text` (mpirun and its ranks), so that

@@ -303,6 +303,44 @@ TEST_F(CheckpointFile, RefusesMissingDataset) {
   }
 }
 
+// The expert placement of an expert-parallel run is optional: it round-trips; a file without it (as
+// every file written before placements were recorded) loads without one; an owner outside
+// [0, ep_size) is refused on write and, naming the expert, on read.
+TEST_F(CheckpointFile, ExpertPlacementRoundTripsAndIsOptional) {
+  EXPECT_FALSE(read_checkpoint_file(file_).expert_placement.has_value());
+  Checkpoint placed = original_;
+  placed.expert_placement = StoredPlacement{2, {1, 0, 0, 1}};
+  write_checkpoint_file(file_, placed);
+  expect_same_checkpoint(read_checkpoint_file(file_), placed);
+
+  const hid_t file = H5Fopen(file_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  const hid_t dataset = H5Dopen2(file, "/expert_placement", H5P_DEFAULT);
+  ASSERT_GE(dataset, 0);
+  const int32_t owners[] = {1, 0, 0, 5};
+  EXPECT_GE(H5Dwrite(dataset, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, owners), 0);
+  H5Dclose(dataset);
+  H5Fclose(file);
+  reseal_checkpoint_file(file_);
+  const auto error = expect_refusal(file_, CheckpointProblem::damaged);
+  EXPECT_NE(std::string(error.what()).find("/expert_placement: expert 3 is owned by rank 5, expected a rank in [0, 2)"),
+            std::string::npos)
+      << error.what();
+
+  write_checkpoint_file(file_, placed);
+  const hid_t again = H5Fopen(file_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(again, 0);
+  ASSERT_GE(H5Ldelete(again, "/expert_placement", H5P_DEFAULT), 0);
+  H5Fclose(again);
+  reseal_checkpoint_file(file_);
+  expect_same_checkpoint(read_checkpoint_file(file_), original_);
+
+  placed.expert_placement = StoredPlacement{2, {0, 2}};
+  EXPECT_THROW(write_checkpoint_file(path("bad.h5"), placed), Error);
+  placed.expert_placement = StoredPlacement{2, {}};
+  EXPECT_THROW(write_checkpoint_file(path("bad.h5"), placed), Error);
+}
+
 TEST_F(CheckpointFile, RefusesMissingEmptyAndForeignFiles) {
   const auto missing = expect_refusal(path("ckpt-7.h5"), CheckpointProblem::missing);
   EXPECT_NE(std::string(missing.what()).find("no such checkpoint file"), std::string::npos);

@@ -104,6 +104,7 @@ inline void expect_same_checkpoint(const Checkpoint& actual, const Checkpoint& e
   EXPECT_EQ(actual.tokens, expected.tokens);
   EXPECT_EQ(actual.ranks, expected.ranks);
   EXPECT_EQ(actual.metrics, expected.metrics);
+  EXPECT_EQ(actual.expert_placement, expected.expert_placement);
   ASSERT_EQ(actual.parameter_sets.size(), expected.parameter_sets.size());
   for (size_t s = 0; s < actual.parameter_sets.size(); ++s) {
     const auto& a = actual.parameter_sets[s];
