@@ -24,6 +24,9 @@ po::options_description configuration_keys() {
        "expert-parallel ranks per group (0: the largest divisor of E that divides the world size)")
       ("parallel.placement", po::value<std::string>()->default_value(""),
        "expert placement: a JSON file {\"ep_size\": X, \"owners\": [rank of each expert]} (temoe place writes one); empty: contiguous blocks")
+      ("parallel.dispatch", po::value<std::string>()->default_value("token"),
+       "expert exchange: token (sizes renegotiated on every call) or option (calls with held masks keep a per-layer "
+       "plan until a switch changes it, and talk only to the ranks the masks span; same results)")
       ("data.path", po::value<std::string>(), "training tokens: an HDF5 token dataset (temoe make-data)")
       ("data.eval_path", po::value<std::string>(), "held-out tokens for temoe eval (default: data.path)")
       ("train.steps", po::value<int64_t>()->default_value(200), "optimizer steps")

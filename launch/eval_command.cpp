@@ -98,6 +98,7 @@ int run_eval(const Arguments& arguments) {
                                       parse_device(values["runtime.device"].as<std::string>()), world,
                                       values["parallel.ep_size"].as<int>(),
                                       values["parallel.placement"].as<std::string>());
+  set_dispatch_mode(*model, values["parallel.dispatch"].as<std::string>());
   const ModelConfig& model_config = model->config;
   const data::TokenDataset dataset = read_training_data(values, true, "eval");
   // A different order than training's (the held-out file is the usual protection; this is the second).

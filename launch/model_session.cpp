@@ -1,6 +1,7 @@
 #include "launch/model_session.hpp"
 
 #include "launch/placement_file.hpp"
+#include "src/core/error.hpp"
 #include "src/model/expert_parallel_experts.hpp"
 
 namespace temoe::launch {
@@ -44,6 +45,13 @@ std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path&
   }
   model->transformer = std::make_unique<MoeTransformer>(model->config, model->weights, *model->backend, *model->experts);
   return model;
+}
+
+void set_dispatch_mode(LoadedModel& model, const std::string& mode) {
+  if (mode != "token" && mode != "option") {
+    TEMOE_FAIL("parallel.dispatch = " << mode << ": expected token or option");
+  }
+  if (model.dispatcher) model.dispatcher->set_mode(mode == "option" ? DispatchMode::option : DispatchMode::token);
 }
 
 }  // namespace temoe::launch

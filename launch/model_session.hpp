@@ -41,4 +41,8 @@ std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path&
                                                     Communicator& world, int ep_size,
                                                     const PlacementChooser& choose_placement);
 
+// parallel.dispatch: sets the model's dispatcher to token or option mode (nothing to do without
+// expert parallelism); throws naming the key and the value otherwise.
+void set_dispatch_mode(LoadedModel& model, const std::string& mode);
+
 }  // namespace temoe::launch

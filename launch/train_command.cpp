@@ -162,6 +162,7 @@ int run_train(const Arguments& arguments) {
                                                                      num_experts, ep_size);
                                         return placement.placement;
                                       });
+  set_dispatch_mode(*model, values["parallel.dispatch"].as<std::string>());
   const ModelIdentity identity = model_identity(*model);
   if (loaded) check_model_identity(loaded->checkpoint, identity);
   const data::TokenDataset dataset = read_training_data(values, false, "train");
@@ -258,12 +259,25 @@ int run_train(const Arguments& arguments) {
   for (int64_t step = first_step; step < steps; ++step) {
     const auto start = std::chrono::steady_clock::now();
     const data::SequenceBatch batch = sampler.batch(step, global_batch, slice.first, slice.count);
+    if (model->dispatcher) model->dispatcher->reset_statistics();
     const StepMetrics metrics = trainer.step(batch, step);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     total_tokens += metrics.tokens;
+    // The expert exchange of this step (teacher and student rollouts), summed over the world.
+    std::optional<nlohmann::json> dispatch;
+    if (model->dispatcher) {
+      const DispatchStatistics& statistics = model->dispatcher->statistics();
+      double sums[4] = {static_cast<double>(statistics.remote_bytes_sent), static_cast<double>(statistics.tokens),
+                        static_cast<double>(statistics.counts_negotiations), static_cast<double>(statistics.layer_calls)};
+      world.all_reduce_sum(std::span<double>(sums, 4));
+      dispatch = nlohmann::json{{"mode", values["parallel.dispatch"].as<std::string>()},
+                                {"remote_bytes_per_token", sums[1] > 0 ? sums[0] / sums[1] : 0.0},
+                                {"counts_exchange_skipped_fraction", sums[3] > 0 ? 1.0 - sums[2] / sums[3] : 0.0}};
+    }
     if (log) {
-      log->record(step, metrics_json(metrics, static_cast<double>(metrics.tokens) / seconds), metrics.tokens,
-                  metrics.switch_rate, metrics.kl);
+      nlohmann::json line = metrics_json(metrics, static_cast<double>(metrics.tokens) / seconds);
+      if (dispatch) line["dispatch"] = *dispatch;
+      log->record(step, line, metrics.tokens, metrics.switch_rate, metrics.kl);
     }
     const int64_t completed = step + 1;
     int64_t stop = stop_requested ? 1 : 0;

@@ -74,6 +74,9 @@ class MoeTransformer {
   const ModelWeights& weights_;
   Backend& backend_;
   ExpertExecutor& experts_;
+
+ private:
+  Tensor slots_workspace_;  // [>= N * k, D] the experts' outputs of the current layer
 };
 
 // Throws naming the offending position when a token id is outside [0, vocab_size).

@@ -89,6 +89,36 @@ TEST_F(ControllerTraining, SameSeedAndWorldSizeGiveBitIdenticalRuns) {
   EXPECT_NE(other[0]["reward"], base[0]["reward"]);
 }
 
+TEST_F(ControllerTraining, OptionModeDispatchTrainsBitForBitLikeTokenMode) {
+  // Teacher-forced rollouts and sampled ones (whose decode steps keep plans across positions).
+  for (const std::string rollout : {"teacher_forced", "sampled"}) {
+    const std::string options = "--train.steps=3 --rollout.mode=" + rollout + " --rollout.prompt_length=8";
+    auto token = train("dispatch-token-" + rollout, 2, options + " --parallel.dispatch=token");
+    auto option = train("dispatch-option-" + rollout, 2, options + " --parallel.dispatch=option");
+    ASSERT_EQ(token.size(), 3u);
+    ASSERT_EQ(option.size(), 3u);
+    for (size_t i = 0; i < token.size(); ++i) {
+      // Token mode learns its receive sizes on every exchange; option mode keeps held plans.
+      EXPECT_EQ(token[i]["dispatch"]["counts_exchange_skipped_fraction"].get<double>(), 0.0);
+      // (The first teacher-forced step makes every layer's plan; decode steps reuse them at once.)
+      if (i > 0 || rollout == "sampled") {
+        EXPECT_GT(option[i]["dispatch"]["counts_exchange_skipped_fraction"].get<double>(), 0.0) << rollout << ", step " << i;
+      }
+      EXPECT_EQ(option[i]["dispatch"]["mode"], "option");
+      for (auto* line : {&token[i], &option[i]}) {
+        line->erase("tokens_per_s");
+        line->erase("dispatch");
+      }
+      EXPECT_EQ(token[i].dump(), option[i].dump()) << rollout << ", step " << i;
+    }
+  }
+  const auto bad = run_shell_command(kBinary + " train --model " + shell_quote(work_ / "model") + " --data.path=" +
+                                     shell_quote(work_ / "data.h5") + " --run-dir " + shell_quote(work_ / "bad-dispatch") +
+                                     " --parallel.dispatch=tokens");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("parallel.dispatch = tokens: expected token or option"), std::string::npos) << bad.output;
+}
+
 TEST_F(ControllerTraining, TwoRanksWithBatchBMatchOneRankWithBatch2B) {
   const auto one = train("dp-1", 1, "--train.steps=3");
   const auto two = train("dp-2", 2, "--train.steps=3");

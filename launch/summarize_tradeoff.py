@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""Tabulates launch/communication_tradeoff.sh: per communication cost, the controller trained with the
+co-selection placement beside the reference (no placement, cost 0) on the same held-out tokens and
+seeds: switch rate, retention, KL (mean +- standard deviation over seeds), the remote ranks a held
+mask spans relative to the sequence's home rank, and the retention difference to the reference in
+points (paired by seed). Standard library only.
+
+Neither `temoe eval` nor metrics.jsonl reports the held masks' ranks, so "remote ranks / mask" is
+derived from k_hat, the experts E and the run's placement (owners): the fewest and most ranks other
+than the home rank that a mask of k_hat experts can touch. With ep_size 2 and k_hat > E/2 both are 1,
+so the figure is exact; otherwise the bounds are printed."""
+import configparser
+import json
+import math
+import pathlib
+import re
+import statistics
+import sys
+
+
+def spread(values):
+    mean = statistics.fmean(values)
+    return mean, statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def run_config(run):
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(run / "config.cfg")
+    return parser
+
+
+def owners_of(config, experts, world):
+    """The run's expert owners: its placement file, else contiguous blocks over ep_size ranks."""
+    placement = config.get("parallel", "placement", fallback="").strip()
+    if placement:
+        return json.loads(pathlib.Path(placement).read_text())["owners"]
+    ep_size = config.getint("parallel", "ep_size", fallback=0)
+    if ep_size == 0:  # temoe's rule: the largest divisor of E that divides the world size
+        ep_size = max(x for x in range(1, world + 1) if experts % x == 0 and world % x == 0)
+    return [e * ep_size // experts for e in range(experts)]
+
+
+def remote_rank_bounds(owners, k_hat):
+    """Fewest and most ranks other than the home rank a mask of k_hat experts spans, over home ranks."""
+    ranks = sorted(set(owners))
+    low, high = math.inf, 0
+    for home in ranks:
+        others = sorted((owners.count(r) for r in ranks if r != home), reverse=True)
+        left, needed = k_hat - owners.count(home), 0
+        while left > 0:
+            left -= others[needed]
+            needed += 1
+        low = min(low, needed)
+        high = max(high, min(len(others), k_hat))
+    return low, high
+
+
+def main(directory, world):
+    directory = pathlib.Path(directory)
+    groups = {}  # (cost, placed) -> {seed: (eval report, run directory)}
+    for path in sorted(directory.glob("*-seed-*/eval.json")):
+        name = path.parent.name
+        match = re.fullmatch(r"reference-seed-(\d+)", name) or re.fullmatch(r"placed-cost-(.+)-seed-(\d+)", name)
+        if not match:
+            continue
+        key = (0.0, False) if name.startswith("reference") else (float(match.group(1)), True)
+        groups.setdefault(key, {})[int(match.groups()[-1])] = (json.loads(path.read_text()), path.parent)
+    reference = groups.get((0.0, False))
+    if not reference:
+        sys.exit(f"no reference-seed-*/eval.json under {directory}")
+
+    for quality in sorted(directory.glob("placement-ep*.quality.json")):
+        q = json.loads(quality.read_text())
+        print(f"placement (ep {q['ep_size']}, sets of {q['set_size']} experts from the router): ranks per set "
+              f"{q['contiguous']['mean_ranks_spanned']:.3f} contiguous -> {q['placed']['mean_ranks_spanned']:.3f} placed")
+    header = (f"{'cost':>7} {'placement':>9} {'seeds':>5} {'switch rate %':>15} {'retention %':>15} {'KL':>17}"
+              f" {'remote ranks/mask':>17} {'d retention pts':>16} {'within 2':>8}")
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for (cost, placed) in sorted(groups, key=lambda key: (key[1], key[0])):
+        runs = groups[(cost, placed)]
+        reports = [report for report, _ in runs.values()]
+        switch = spread([100 * r["switch_rate"] for r in reports])
+        retention = spread([100 * r["retention"] for r in reports])
+        kl = spread([r["kl"] for r in reports])
+        bounds = set()
+        for report, run in runs.values():
+            config = run_config(run)
+            model = json.loads((pathlib.Path(config.get("model", "dir")) / "config.json").read_text())
+            experts = model.get("num_local_experts", model.get("num_experts"))
+            bounds.add(remote_rank_bounds(owners_of(config, experts, world), int(report["k_hat"])))
+        low = min(b[0] for b in bounds)
+        high = max(b[1] for b in bounds)
+        remote = f"{low} (exact)" if low == high else f"{low}..{high} (bounds)"
+        paired = [100 * (runs[s][0]["retention"] - reference[s][0]["retention"]) for s in runs if s in reference]
+        delta = spread(paired) if paired else (math.nan, math.nan)
+        within = "yes" if paired and abs(delta[0]) <= 2 else ("no" if paired else "-")
+        print(f"{cost:>7g} {'yes' if placed else 'no':>9} {len(reports):>5} {switch[0]:>7.2f} +- {switch[1]:<4.2f}"
+              f" {retention[0]:>7.2f} +- {retention[1]:<4.2f} {kl[0]:>7.4f} +- {kl[1]:<6.4f} {remote:>17}"
+              f" {delta[0]:>+8.2f} +- {delta[1]:<4.2f} {within:>8}")
+        rows.append({"cost": cost, "placement": placed, "seeds": sorted(runs), "switch_rate": switch,
+                     "retention": retention, "kl": kl, "remote_ranks_per_mask": [low, high],
+                     "retention_difference_points": delta})
+    (directory / "summary.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/communication-tradeoff",
+         int(sys.argv[2]) if len(sys.argv) > 2 else 2)
