@@ -75,9 +75,7 @@ class DispatchReplay {
       most_tokens = std::max(most_tokens, experts.size() / static_cast<size_t>(top_k));
     }
     hidden_ = Tensor({static_cast<int64_t>(most_tokens), width});
-    slots_ = Tensor({static_cast<int64_t>(most_tokens) * top_k, width});
     hidden_.fill(1.0f);
-    slots_.fill(0.0f);
     copy_ = [width](int64_t, const Tensor& input, std::span<const int32_t> rows, std::span<const int32_t> output_rows,
                     Tensor& output) {
       for (size_t i = 0; i < rows.size(); ++i) {
@@ -90,15 +88,16 @@ class DispatchReplay {
   void run(size_t call) {
     const auto& experts = recorded_.call_experts.at(call);
     const auto tokens = static_cast<int64_t>(experts.size()) / top_k_;
-    Tensor slots = slots_.rows(0, tokens * top_k_);
-    dispatcher_.dispatch(hidden_.rows(0, tokens), experts, top_k_, slots, copy_);
+    // As the model's layers call it: the results stay where they land, the combine reads them there.
+    dispatcher_.dispatch_to_rows(hidden_.rows(0, tokens), experts, top_k_, landed_, copy_);
   }
 
  private:
   TokenDispatcher& dispatcher_;
   const DispatchStatistics& recorded_;
   int64_t top_k_;
-  Tensor hidden_, slots_;
+  Tensor hidden_;
+  SlotRows landed_;
   LocalExpertFunction copy_;
 };
 

@@ -27,4 +27,12 @@ void FaultInjectingExperts::run(int64_t layer, const Tensor& hidden, std::span<c
   inner_->run(layer, hidden, experts, top_k, slots, held_masks);
 }
 
+bool FaultInjectingExperts::run_to_rows(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts,
+                                        int64_t top_k, const std::vector<uint8_t>* held_masks, SlotRows& out) {
+  if (world_rank_ == fault_.rank && layer == fault_.layer) {
+    TEMOE_FAIL("injected fault at MoE layer " << layer << " (TEMOE_FAULT_INJECTION)");
+  }
+  return inner_->run_to_rows(layer, hidden, experts, top_k, held_masks, out);
+}
+
 }  // namespace temoe::launch

@@ -23,6 +23,8 @@ class FaultInjectingExperts final : public ExpertExecutor {
       : inner_(std::move(inner)), fault_(fault), world_rank_(world_rank) {}
   void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
            const std::vector<uint8_t>* held_masks) override;
+  bool run_to_rows(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
+                   const std::vector<uint8_t>* held_masks, SlotRows& out) override;
 
  private:
   std::unique_ptr<ExpertExecutor> inner_;

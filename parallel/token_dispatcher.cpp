@@ -153,6 +153,18 @@ HeldSendPlan& TokenDispatcher::agree_held_plan(const HeldMasksView& held, std::s
 
 void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
                                const LocalExpertFunction& apply, DispatchTape* tape, const HeldMasksView* held) {
+  check_shape(slots, {hidden.dim(0) * top_k, hidden.dim(1)}, "dispatch slots");
+  exchange(hidden, experts, top_k, apply, tape, held, &slots, nullptr);
+}
+
+void TokenDispatcher::dispatch_to_rows(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
+                                       SlotRows& out, const LocalExpertFunction& apply, const HeldMasksView* held) {
+  exchange(hidden, experts, top_k, apply, nullptr, held, nullptr, &out);
+}
+
+void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
+                               const LocalExpertFunction& apply, DispatchTape* tape, const HeldMasksView* held,
+                               Tensor* slots, SlotRows* rows_out) {
   if (barrier_before_exchange_) communicator_.barrier();
   const auto start = Clock::now();
   const int64_t faults_at_start = minor_page_faults();
@@ -163,7 +175,6 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
   const int64_t tokens = hidden.dim(0), width = hidden.dim(1);
   TEMOE_CHECK(static_cast<int64_t>(experts.size()) == tokens * top_k,
               "rank " << me << ": " << experts.size() << " expert ids for " << tokens << " tokens x k = " << top_k);
-  check_shape(slots, {tokens * top_k, width}, "dispatch slots");
   const auto k = static_cast<size_t>(top_k), d = static_cast<size_t>(width);
   // A message to a rank carries its rows' hidden states (D floats each) followed by their expert
   // ids (k int32 each, -1 where unused). Both go as raw bytes; the receiver places each source's
@@ -328,7 +339,10 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
   std::vector<size_t> wire_return_counts = return_counts, wire_back_counts = back_counts;
   wire_return_counts[self] = wire_back_counts[self] = 0;
   const auto return_offsets = exclusive_prefix_sum(return_counts), back_offsets = exclusive_prefix_sum(wire_back_counts);
-  back_buffer_.resize(back_offsets.back() + wire_back_counts.back());
+  // Results from other ranks land in `returned` by source, this rank's own pairs after them.
+  const int64_t remote_results = static_cast<int64_t>((back_offsets.back() + wire_back_counts.back()) / result_bytes);
+  Tensor returned = workspace_rows(returned_workspace_, remote_results + slots_to_[self], width);
+  const auto returned_bytes = std::as_writable_bytes(std::span<float>(returned.data(), static_cast<size_t>(returned.numel())));
   const auto result_bytes_span = std::as_bytes(std::span<const float>(results.data(), static_cast<size_t>(results.numel())));
   if (option) {
     // Both sides know these sizes already (the owner counted the pairs it computed, the token side
@@ -336,23 +350,39 @@ void TokenDispatcher::dispatch(const Tensor& hidden, std::span<const int32_t> ex
     std::vector<uint8_t> return_to(static_cast<size_t>(ranks), 0);
     for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) return_to[r] = wire_return_counts[r] > 0;
     const auto received = communicator_.exchange_with_peers(result_bytes_span, wire_return_counts, return_offsets, return_to,
-                                                            back_buffer_, wire_back_counts, back_offsets);
+                                                            returned_bytes, wire_back_counts, back_offsets);
     for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
       TEMOE_CHECK(received[r] == wire_back_counts[r], "rank " << me << ": " << received[r] << " result bytes from rank " << r
                                                               << ", expected " << wire_back_counts[r]);
     }
   } else {
-    communicator_.all_to_all_v(result_bytes_span, wire_return_counts, return_offsets, back_buffer_, wire_back_counts,
+    communicator_.all_to_all_v(result_bytes_span, wire_return_counts, return_offsets, returned_bytes, wire_back_counts,
                                back_offsets);
   }
   clock.lap(phases.return_exchange);
-  float* slot_data = slots.data();
-  for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
-    const std::byte* cursor = r == self ? reinterpret_cast<const std::byte*>(results.data()) + return_offsets[r]
-                                        : back_buffer_.data() + back_offsets[r];
-    for (int64_t i = slot_begin_[r]; i < slot_begin_[r + 1]; ++i) {
-      std::memcpy(slot_data + static_cast<size_t>(slot_order_[static_cast<size_t>(i)]) * d, cursor, result_bytes);
-      cursor += result_bytes;
+  std::memcpy(returned.data() + remote_results * width, results.data() + return_offsets[self] / 4,
+              static_cast<size_t>(slots_to_[self]) * result_bytes);
+  // The first row of each source's results in `returned`.
+  const auto first_row = [&](size_t r) {
+    return r == self ? remote_results : static_cast<int64_t>(back_offsets[r] / result_bytes);
+  };
+  if (slots) {
+    float* slot_data = slots->data();
+    for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+      const float* cursor = returned.data() + first_row(r) * width;
+      for (int64_t i = slot_begin_[r]; i < slot_begin_[r + 1]; ++i) {
+        std::memcpy(slot_data + static_cast<size_t>(slot_order_[static_cast<size_t>(i)]) * d, cursor, result_bytes);
+        cursor += d;
+      }
+    }
+  } else {
+    rows_out->rows = returned;
+    rows_out->row_of_slot.resize(static_cast<size_t>(tokens * top_k));
+    for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+      const int64_t base = first_row(r) - slot_begin_[r];
+      for (int64_t i = slot_begin_[r]; i < slot_begin_[r + 1]; ++i) {
+        rows_out->row_of_slot[static_cast<size_t>(slot_order_[static_cast<size_t>(i)])] = static_cast<int32_t>(base + i);
+      }
     }
   }
 

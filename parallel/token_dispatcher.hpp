@@ -21,6 +21,7 @@
 #include "parallel/dispatch_statistics.hpp"
 #include "parallel/expert_placement.hpp"
 #include "parallel/held_send_plan.hpp"
+#include "src/tensor/slot_rows.hpp"
 #include "src/tensor/tensor.hpp"
 
 namespace temoe {
@@ -78,6 +79,12 @@ class TokenDispatcher {
   void dispatch(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
                 const LocalExpertFunction& apply, DispatchTape* tape = nullptr, const HeldMasksView* held = nullptr);
 
+  // The same exchange, leaving the results where they landed (by source rank) instead of copying
+  // them into slot order: out.rows is a view of this dispatcher's buffer, valid until its next
+  // call, and out.row_of_slot says where each (token, slot) output is.
+  void dispatch_to_rows(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, SlotRows& out,
+                        const LocalExpertFunction& apply, const HeldMasksView* held = nullptr);
+
   // The all-to-all in reverse, for gradients: the gradient of every (token, slot) output
   // (grad_slots, [N * k, D]) goes to the rank that computed it, `apply_backward` turns it into the
   // gradient of that pair's input there, and those come back into grad_slot_inputs ([N * k, D],
@@ -98,6 +105,9 @@ class TokenDispatcher {
   void set_barrier_before_exchange(bool enabled) { barrier_before_exchange_ = enabled; }
 
  private:
+  // dispatch() (into `slots`) and dispatch_to_rows() (into `rows_out`): exactly one is given.
+  void exchange(const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, const LocalExpertFunction& apply,
+                DispatchTape* tape, const HeldMasksView* held, Tensor* slots, SlotRows* rows_out);
   // Fills the routing buffers below from the expert ids of `tokens` tokens.
   void plan(std::span<const int32_t> experts, int64_t tokens, int64_t top_k);
   // Option mode: checks the routing lies inside the held masks, updates the layer's plan and, where
@@ -114,7 +124,7 @@ class TokenDispatcher {
   // Buffers kept across calls: fresh megabyte-sized allocations cost a page fault per 4 KiB on
   // every layer, which measured several times the all-to-all itself.
   std::vector<std::byte> send_buffer_, back_buffer_;
-  Tensor input_workspace_, result_workspace_;
+  Tensor input_workspace_, result_workspace_, returned_workspace_;
   // Routing of the current call, grouped by destination rank r (a counting sort, stable in token
   // order): rows [row_begin_[r], row_begin_[r + 1]) and slots [slot_begin_[r], slot_begin_[r + 1]).
   std::vector<int> slot_owner_;                 // [N * k] rank owning each slot's expert

@@ -9,12 +9,20 @@
 
 #include "src/model/model_weights.hpp"
 #include "src/tensor/backend.hpp"
+#include "src/tensor/slot_rows.hpp"
 
 namespace temoe {
 
 class ExpertExecutor {
  public:
   virtual ~ExpertExecutor() = default;
+  // Like run(), but leaves the outputs where they landed instead of copying them into slot order,
+  // which saves a pass over all of them where an exchange receives them grouped by source rank.
+  // Returns false where the executor has no such path (the caller then uses run()).
+  virtual bool run_to_rows(int64_t /*layer*/, const Tensor& /*hidden*/, std::span<const int32_t> /*experts*/,
+                           int64_t /*top_k*/, const std::vector<uint8_t>* /*held_masks*/, SlotRows& /*out*/) {
+    return false;
+  }
   // hidden: [N, D]; experts: N * k global expert ids (token-major); slots: [N * k, D] output.
   // held_masks: the N * E flags of the masks the tokens hold (null without controllers); the
   // routing lies inside them. Executors that exchange tokens may plan with them; results are the

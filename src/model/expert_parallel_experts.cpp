@@ -12,17 +12,35 @@ ExpertParallelExperts::ExpertParallelExperts(Backend& backend, const ModelWeight
                                                           << " are not what the dispatcher's placement assigns to this rank");
 }
 
+namespace {
+
+LocalExpertFunction layer_experts(Backend& backend, const LayerWeights& layer_weights) {
+  return [&backend, &layer_weights](int64_t local_expert, const Tensor& input, std::span<const int32_t> rows,
+                                    std::span<const int32_t> output_rows, Tensor& output) {
+    apply_expert(backend, layer_weights.experts.at(static_cast<size_t>(local_expert)), input, rows, output_rows, output);
+  };
+}
+
+HeldMasksView held_view(int64_t layer, const std::vector<uint8_t>* held_masks) {
+  return {layer, held_masks ? std::span<const uint8_t>(*held_masks) : std::span<const uint8_t>()};
+}
+
+}  // namespace
+
 void ExpertParallelExperts::run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
                                 Tensor& slots, const std::vector<uint8_t>* held_masks) {
-  const auto& layer_weights = weights_.layers.at(static_cast<size_t>(layer));
-  const HeldMasksView held{layer, held_masks ? std::span<const uint8_t>(*held_masks) : std::span<const uint8_t>()};
-  dispatcher_.dispatch(hidden, experts, top_k, slots,
-                       [&](int64_t local_expert, const Tensor& input, std::span<const int32_t> rows,
-                           std::span<const int32_t> output_rows, Tensor& output) {
-                         apply_expert(backend_, layer_weights.experts.at(static_cast<size_t>(local_expert)), input, rows,
-                                      output_rows, output);
-                       },
+  const HeldMasksView held = held_view(layer, held_masks);
+  dispatcher_.dispatch(hidden, experts, top_k, slots, layer_experts(backend_, weights_.layers.at(static_cast<size_t>(layer))),
                        nullptr, held_masks ? &held : nullptr);
+}
+
+bool ExpertParallelExperts::run_to_rows(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts,
+                                        int64_t top_k, const std::vector<uint8_t>* held_masks, SlotRows& out) {
+  const HeldMasksView held = held_view(layer, held_masks);
+  dispatcher_.dispatch_to_rows(hidden, experts, top_k, out,
+                               layer_experts(backend_, weights_.layers.at(static_cast<size_t>(layer))),
+                               held_masks ? &held : nullptr);
+  return true;
 }
 
 }  // namespace temoe

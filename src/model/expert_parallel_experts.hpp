@@ -12,6 +12,8 @@ class ExpertParallelExperts final : public ExpertExecutor {
   ExpertParallelExperts(Backend& backend, const ModelWeights& weights, TokenDispatcher& dispatcher);
   void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
            const std::vector<uint8_t>* held_masks) override;
+  bool run_to_rows(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
+                   const std::vector<uint8_t>* held_masks, SlotRows& out) override;
 
  private:
   Backend& backend_;

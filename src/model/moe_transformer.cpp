@@ -161,15 +161,21 @@ void MoeTransformer::moe(int64_t layer, ForwardState& state, const MoeInput& inp
       for (int64_t s = 0; s < top_k; ++s) values[token * top_k + s] /= total;
     }
   }
-  // The slots are reused from layer to layer: a fresh buffer would be first touched inside the
-  // expert exchange, one page fault per 4 KiB, which measured a large share of the exchange.
-  if (!slots_workspace_.defined() || slots_workspace_.device() != device || slots_workspace_.dim(0) < count * top_k ||
-      slots_workspace_.dim(1) != width) {
-    slots_workspace_ = Tensor({std::max<int64_t>(count * top_k, 1), width}, device);
+  // An exchange leaves the outputs grouped by the rank they came from; the combine reads them there
+  // (CPU), which saves copying them all into slot order first.
+  if (device == Device::cpu && experts_.run_to_rows(layer, input.normed, chosen, top_k, held_masks, slot_rows_)) {
+    backend_.combine_slot_rows(slot_rows_.rows, slot_rows_.row_of_slot, gate_weights, state.residual, true);
+  } else {
+    // The slots are reused from layer to layer: a fresh buffer would be first touched inside the
+    // expert exchange, one page fault per 4 KiB, which measured a large share of the exchange.
+    if (!slots_workspace_.defined() || slots_workspace_.device() != device || slots_workspace_.dim(0) < count * top_k ||
+        slots_workspace_.dim(1) != width) {
+      slots_workspace_ = Tensor({std::max<int64_t>(count * top_k, 1), width}, device);
+    }
+    Tensor slots = slots_workspace_.rows(0, count * top_k);
+    experts_.run(layer, input.normed, chosen, top_k, slots, held_masks);
+    backend_.combine_slots(slots, gate_weights, state.residual, true);
   }
-  Tensor slots = slots_workspace_.rows(0, count * top_k);
-  experts_.run(layer, input.normed, chosen, top_k, slots, held_masks);
-  backend_.combine_slots(slots, gate_weights, state.residual, true);
   if (record) {
     record->probabilities = probabilities;
     record->chosen_experts = chosen;

@@ -76,7 +76,8 @@ class MoeTransformer {
   ExpertExecutor& experts_;
 
  private:
-  Tensor slots_workspace_;  // [>= N * k, D] the experts' outputs of the current layer
+  Tensor slots_workspace_;  // [>= N * k, D] the experts' outputs of the current layer, in slot order
+  SlotRows slot_rows_;      // or where an exchange left them
 };
 
 // Throws naming the offending position when a token id is outside [0, vocab_size).

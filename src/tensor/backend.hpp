@@ -63,6 +63,16 @@ class Backend {
   // depends on how tokens were grouped by expert. slots: [M * S, D]; weights: [M, S]; out: [M, D].
   virtual void combine_slots(const Tensor& slots, const Tensor& weights, Tensor& out, bool accumulate) = 0;
 
+  // The same with each slot's output read where it landed: slot i is rows[row_of_slot[i]]. Same
+  // order of summation, so the same bits as combine_slots on the rows copied into slot order.
+  // The default copies them into slot order first; backends override it to read in place.
+  virtual void combine_slot_rows(const Tensor& rows, std::span<const int32_t> row_of_slot, const Tensor& weights,
+                                 Tensor& out, bool accumulate) {
+    Tensor slots({static_cast<int64_t>(row_of_slot.size()), rows.dim(1)}, rows.device());
+    gather_rows(rows, row_of_slot, slots);
+    combine_slots(slots, weights, out, accumulate);
+  }
+
   // x += y. x, y: same shape.
   virtual void add_in_place(Tensor& x, const Tensor& y) = 0;
 

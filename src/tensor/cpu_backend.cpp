@@ -234,6 +234,27 @@ void CpuBackend::scatter_rows(const Tensor& source, std::span<const int32_t> row
   }
 }
 
+namespace {
+
+// out[m] (+)= sum_s weights[m, s] * slot_row(m * S + s), s ascending.
+template <typename SlotRow>
+void combine_rows(int64_t tokens, int64_t slot_count, int64_t width, const float* weight_data, const SlotRow& slot_row,
+                  float* result, bool accumulate) {
+#pragma omp parallel for schedule(static) if (tokens * slot_count * width >= kCpuParallelWork)
+  for (int64_t token = 0; token < tokens; ++token) {
+    float* row = result + token * width;
+    if (!accumulate) std::fill(row, row + width, 0.0f);
+    for (int64_t s = 0; s < slot_count; ++s) {
+      const float weight = weight_data[token * slot_count + s];
+      const float* slot = slot_row(token * slot_count + s);
+#pragma omp simd
+      for (int64_t i = 0; i < width; ++i) row[i] += weight * slot[i];
+    }
+  }
+}
+
+}  // namespace
+
 void CpuBackend::combine_slots(const Tensor& slots, const Tensor& weights, Tensor& out, bool accumulate) {
   check_rank(weights, 2, "combine weights");
   check_rank(out, 2, "combine out");
@@ -241,19 +262,28 @@ void CpuBackend::combine_slots(const Tensor& slots, const Tensor& weights, Tenso
   check_shape(slots, {tokens * slot_count, width}, "combine slots");
   TEMOE_CHECK(out.dim(0) == tokens, "combine out has " << out.dim(0) << " rows for " << tokens << " tokens");
   const float* slot_data = slots.data();
-  const float* weight_data = weights.data();
-  float* result = out.data();
-#pragma omp parallel for schedule(static) if (tokens * slot_count * width >= kCpuParallelWork)
-  for (int64_t token = 0; token < tokens; ++token) {
-    float* row = result + token * width;
-    if (!accumulate) std::fill(row, row + width, 0.0f);
-    for (int64_t s = 0; s < slot_count; ++s) {
-      const float weight = weight_data[token * slot_count + s];
-      const float* slot = slot_data + (token * slot_count + s) * width;
-#pragma omp simd
-      for (int64_t i = 0; i < width; ++i) row[i] += weight * slot[i];
-    }
+  combine_rows(tokens, slot_count, width, weights.data(), [&](int64_t slot) { return slot_data + slot * width; }, out.data(),
+               accumulate);
+}
+
+void CpuBackend::combine_slot_rows(const Tensor& rows, std::span<const int32_t> row_of_slot, const Tensor& weights,
+                                   Tensor& out, bool accumulate) {
+  check_rank(weights, 2, "combine weights");
+  check_rank(out, 2, "combine out");
+  check_rank(rows, 2, "combine rows");
+  const int64_t tokens = weights.dim(0), slot_count = weights.dim(1), width = out.dim(1);
+  TEMOE_CHECK(static_cast<int64_t>(row_of_slot.size()) == tokens * slot_count && rows.dim(1) == width &&
+                  out.dim(0) == tokens,
+              "combine rows: " << row_of_slot.size() << " slot indices, rows of width " << rows.dim(1) << ", out "
+                               << out.dim(0) << " x " << width << " for " << tokens << " tokens x " << slot_count << " slots");
+  const int64_t available = rows.dim(0);
+  for (const int32_t row : row_of_slot) {
+    TEMOE_CHECK(row >= 0 && row < available, "combine rows: slot row " << row << " outside [0, " << available << ")");
   }
+  const float* row_data = rows.data();
+  combine_rows(tokens, slot_count, width, weights.data(),
+               [&](int64_t slot) { return row_data + static_cast<int64_t>(row_of_slot[static_cast<size_t>(slot)]) * width; },
+               out.data(), accumulate);
 }
 
 void CpuBackend::add_in_place(Tensor& x, const Tensor& y) {

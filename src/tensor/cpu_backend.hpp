@@ -25,6 +25,8 @@ class CpuBackend final : public Backend {
   void gather_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) override;
   void scatter_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) override;
   void combine_slots(const Tensor& slots, const Tensor& weights, Tensor& out, bool accumulate) override;
+  void combine_slot_rows(const Tensor& rows, std::span<const int32_t> row_of_slot, const Tensor& weights, Tensor& out,
+                         bool accumulate) override;
   void add_in_place(Tensor& x, const Tensor& y) override;
 
   void matmul(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) override;

@@ -114,15 +114,25 @@ void check_option_equals_token(int64_t num_experts, int64_t top_k, int64_t k_hat
     const Tensor by_option = dispatch_slots(option, batch, top_k, 0, true);
     EXPECT_TRUE(bit_identical(by_token, by_option)) << "rank " << rank << ", call " << call;
     EXPECT_TRUE(testing::all_ranks(world, bit_identical(by_token, by_option)));
+    // Left where they landed, the same outputs: row_of_slot finds each slot's.
+    SlotRows landed;
+    const HeldMasksView held{0, batch.flags};
+    option.dispatch_to_rows(batch.hidden, batch.experts, top_k, landed, order_sensitive_expert(placement, rank), &held);
+    Tensor gathered({tokens * top_k, kWidth});
+    for (int64_t slot = 0; slot < tokens * top_k; ++slot) {
+      std::memcpy(gathered.data() + slot * kWidth, landed.rows.data() + landed.row_of_slot[static_cast<size_t>(slot)] * kWidth,
+                  kWidth * sizeof(float));
+    }
+    EXPECT_TRUE(testing::all_ranks(world, bit_identical(by_token, gathered))) << "rank " << rank << ", call " << call;
   }
   const DispatchStatistics& t = token.statistics();
   const DispatchStatistics& o = option.statistics();
-  EXPECT_EQ(o.remote_bytes_sent, t.remote_bytes_sent) << "both modes send the same rows";
-  EXPECT_EQ(o.local_bytes, t.local_bytes);
+  EXPECT_EQ(o.remote_bytes_sent, 2 * t.remote_bytes_sent) << "both modes send the same rows (option mode twice per call)";
+  EXPECT_EQ(o.local_bytes, 2 * t.local_bytes);
   EXPECT_EQ(o.plan_rebuilds, 1) << "the masks never switched after the first call";
   EXPECT_EQ(o.counts_exchanges, 1);
   EXPECT_EQ(o.counts_negotiations, 1);
-  EXPECT_EQ(o.plan_checks, 3);
+  EXPECT_EQ(o.plan_checks, 6);
   EXPECT_EQ(t.counts_negotiations, 3);
   // Every byte sent (to others or to itself) was received by someone, in both modes.
   for (const DispatchStatistics* statistics : {&t, &o}) {

@@ -443,6 +443,34 @@ TEST(CpuKernels, CombineSlotsMatchesDoubleLoop) {
   }
 }
 
+TEST(CpuKernels, CombineSlotRowsReadsInPlaceAndEqualsCombineSlotsBitForBit) {
+  CpuBackend backend;
+  const int64_t tokens = 6, slot_count = 2, width = 9, spare = 3;
+  const Tensor weights = random_tensor({tokens, slot_count}, 93);
+  // The outputs in a scrambled order with unused rows between: slot i lives at row_of_slot[i].
+  const Tensor rows = random_tensor({tokens * slot_count + spare, width}, 94, 2.0);
+  std::vector<int32_t> row_of_slot(static_cast<size_t>(tokens * slot_count));
+  for (size_t i = 0; i < row_of_slot.size(); ++i) row_of_slot[i] = static_cast<int32_t>((i * 7 + 2) % (row_of_slot.size() + spare));
+  Tensor slots({tokens * slot_count, width});
+  backend.gather_rows(rows, row_of_slot, slots);
+  for (const bool accumulate : {false, true}) {
+    Tensor in_place = random_tensor({tokens, width}, 95), copied = in_place.clone();
+    backend.combine_slot_rows(rows, row_of_slot, weights, in_place, accumulate);
+    backend.combine_slots(slots, weights, copied, accumulate);
+    EXPECT_EQ(std::memcmp(in_place.data(), copied.data(), static_cast<size_t>(copied.numel()) * sizeof(float)), 0)
+        << (accumulate ? "accumulate" : "overwrite");
+    Tensor by_default = random_tensor({tokens, width}, 95);
+    backend.Backend::combine_slot_rows(rows, row_of_slot, weights, by_default, accumulate);  // the gather-then-combine default
+    if (!accumulate) {
+      EXPECT_EQ(std::memcmp(by_default.data(), copied.data(), static_cast<size_t>(copied.numel()) * sizeof(float)), 0);
+    }
+  }
+  std::vector<int32_t> outside = row_of_slot;
+  outside[3] = static_cast<int32_t>(rows.dim(0));
+  Tensor out({tokens, width});
+  EXPECT_THROW(backend.combine_slot_rows(rows, outside, weights, out, false), Error);
+}
+
 TEST(CpuKernels, AddInPlace) {
   CpuBackend backend;
   Tensor x = random_tensor({4, 7}, 100);
