@@ -55,6 +55,19 @@ def remote_rank_bounds(owners, k_hat):
     return low, high
 
 
+def train_remote_bytes(run):
+    """Mean over training steps of the measured expert-exchange bytes per routed token (teacher and
+    student rollouts together) from metrics.jsonl's `dispatch` object; None when absent."""
+    values = []
+    metrics = run / "metrics.jsonl"
+    if metrics.exists():
+        for line in metrics.read_text().splitlines():
+            dispatch = json.loads(line).get("dispatch")
+            if dispatch:
+                values.append(dispatch["remote_bytes_per_token"])
+    return sum(values) / len(values) if values else None
+
+
 def main(directory, world):
     directory = pathlib.Path(directory)
     groups = {}  # (cost, placed) -> {seed: (eval report, run directory)}
@@ -74,7 +87,7 @@ def main(directory, world):
         print(f"placement (ep {q['ep_size']}, sets of {q['set_size']} experts from the router): ranks per set "
               f"{q['contiguous']['mean_ranks_spanned']:.3f} contiguous -> {q['placed']['mean_ranks_spanned']:.3f} placed")
     header = (f"{'cost':>7} {'placement':>9} {'seeds':>5} {'switch rate %':>15} {'retention %':>15} {'KL':>17}"
-              f" {'remote ranks/mask':>17} {'d retention pts':>16} {'within 2':>8}")
+              f" {'remote ranks/mask':>17} {'train remote B/tok':>18} {'d retention pts':>16} {'within 2':>8}")
     print(header)
     print("-" * len(header))
     rows = []
@@ -93,14 +106,17 @@ def main(directory, world):
         low = min(b[0] for b in bounds)
         high = max(b[1] for b in bounds)
         remote = f"{low} (exact)" if low == high else f"{low}..{high} (bounds)"
+        measured = [b for b in (train_remote_bytes(run) for _, run in runs.values()) if b is not None]
+        traffic = f"{sum(measured) / len(measured):.1f}" if measured else "-"
         paired = [100 * (runs[s][0]["retention"] - reference[s][0]["retention"]) for s in runs if s in reference]
         delta = spread(paired) if paired else (math.nan, math.nan)
         within = "yes" if paired and abs(delta[0]) <= 2 else ("no" if paired else "-")
         print(f"{cost:>7g} {'yes' if placed else 'no':>9} {len(reports):>5} {switch[0]:>7.2f} +- {switch[1]:<4.2f}"
-              f" {retention[0]:>7.2f} +- {retention[1]:<4.2f} {kl[0]:>7.4f} +- {kl[1]:<6.4f} {remote:>17}"
+              f" {retention[0]:>7.2f} +- {retention[1]:<4.2f} {kl[0]:>7.4f} +- {kl[1]:<6.4f} {remote:>17} {traffic:>18}"
               f" {delta[0]:>+8.2f} +- {delta[1]:<4.2f} {within:>8}")
         rows.append({"cost": cost, "placement": placed, "seeds": sorted(runs), "switch_rate": switch,
                      "retention": retention, "kl": kl, "remote_ranks_per_mask": [low, high],
+                     "train_remote_bytes_per_token": sum(measured) / len(measured) if measured else None,
                      "retention_difference_points": delta})
     (directory / "summary.json").write_text(json.dumps(rows, indent=1))
 
