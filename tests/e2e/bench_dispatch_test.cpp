@@ -8,18 +8,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tests/e2e/temoe_commands.hpp"
 #include "tests/support/shell_command.hpp"
 
-namespace temoe {
+namespace temoe::testing {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::run_shell_command;
-using testing::shell_quote;
-
-const std::string kBinary = TEMOE_BINARY;
 const fs::path kSource = TEMOE_SOURCE_DIR;
-const std::string kMpirun = "bash " + shell_quote(kSource / "launch/mpirun.sh");
 
 // T = 32 positions, decode after 8: 24 decode steps per layer.
 nlohmann::json bench(const std::string& name, const std::string& options) {
@@ -90,4 +86,4 @@ TEST(BenchDispatch, HeldMasksSkipMostCountsExchangesInDecodeSteps) {
 }
 
 }  // namespace
-}  // namespace temoe
+}  // namespace temoe::testing

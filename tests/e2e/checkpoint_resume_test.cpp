@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "src/learner/controller_file.hpp"
+#include "tests/e2e/temoe_commands.hpp"
 #include "tests/support/shell_command.hpp"
 
 namespace temoe {
@@ -31,8 +32,8 @@ using testing::CommandResult;
 using testing::run_shell_command;
 using testing::shell_quote;
 
-const std::string kBinary = TEMOE_BINARY;
-const std::string kMpirun = "bash " + shell_quote(std::string(TEMOE_SOURCE_DIR) + "/launch/mpirun.sh");
+using testing::kBinary;
+using testing::kMpirun;
 constexpr int kCheckpointAndExitCode = 3;  // temoe train's status after a signal (see temoe train --help)
 
 class CheckpointResume : public ::testing::Test {

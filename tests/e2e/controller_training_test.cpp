@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/learner/controller_file.hpp"
+#include "tests/e2e/temoe_commands.hpp"
 #include "tests/support/shell_command.hpp"
 
 namespace temoe {
@@ -18,8 +19,8 @@ namespace fs = std::filesystem;
 using testing::run_shell_command;
 using testing::shell_quote;
 
-const std::string kBinary = TEMOE_BINARY;
-const std::string kMpirun = "bash " + shell_quote(std::string(TEMOE_SOURCE_DIR) + "/launch/mpirun.sh");
+using testing::kBinary;
+using testing::kMpirun;
 
 class ControllerTraining : public ::testing::Test {
  protected:

@@ -11,6 +11,7 @@
 
 #include "src/io/npy_file.hpp"
 #include "src/model/model_presets.hpp"
+#include "tests/e2e/temoe_commands.hpp"
 #include "tests/support/shell_command.hpp"
 
 namespace temoe {
@@ -21,8 +22,8 @@ using testing::run_shell_command;
 using testing::shell_quote;
 
 const fs::path kFixtures = TEMOE_FIXTURE_DIR;
-const std::string kBinary = TEMOE_BINARY;
-const std::string kMpirun = "bash " + shell_quote(std::string(TEMOE_SOURCE_DIR) + "/launch/mpirun.sh");
+using testing::kBinary;
+using testing::kMpirun;
 
 fs::path scratch_directory(const std::string& name) {
   const fs::path directory = fs::temp_directory_path() / ("temoe-e2e-" + name + "-" + std::to_string(::getpid()));

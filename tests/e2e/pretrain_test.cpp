@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "src/io/npy_file.hpp"
+#include "tests/e2e/temoe_commands.hpp"
 #include "tests/support/shell_command.hpp"
 
 namespace temoe {
@@ -25,8 +26,8 @@ namespace fs = std::filesystem;
 using testing::run_shell_command;
 using testing::shell_quote;
 
-const std::string kBinary = TEMOE_BINARY;
-const std::string kMpirun = "bash " + shell_quote(std::string(TEMOE_SOURCE_DIR) + "/launch/mpirun.sh");
+using testing::kBinary;
+using testing::kMpirun;
 
 fs::path scratch_directory(const std::string& name) {
   const fs::path directory = fs::temp_directory_path() / ("temoe-e2e-" + name + "-" + std::to_string(::getpid()));
