@@ -316,7 +316,13 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
   }
 
   const auto compute_start = Clock::now();
-  Tensor results = workspace_rows(result_workspace_, pair, width);
+  // One buffer for the results this rank computes (rows [0, pairs), sent back from there) and the
+  // results other ranks return to it (after them, by source): the combine then reads both in place,
+  // this rank's own results included.
+  int64_t remote_results = 0;
+  for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) remote_results += r == self ? 0 : slots_to_[r];
+  Tensor all_results = workspace_rows(result_workspace_, pair + remote_results, width);
+  Tensor results = all_results.rows(0, pair);
   for (size_t local = 0; local < local_experts; ++local) {
     if (!expert_rows_[local].empty()) {
       apply(static_cast<int64_t>(local), input, expert_rows_[local], expert_pairs_[local], results);
@@ -339,9 +345,7 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
   std::vector<size_t> wire_return_counts = return_counts, wire_back_counts = back_counts;
   wire_return_counts[self] = wire_back_counts[self] = 0;
   const auto return_offsets = exclusive_prefix_sum(return_counts), back_offsets = exclusive_prefix_sum(wire_back_counts);
-  // Results from other ranks land in `returned` by source, this rank's own pairs after them.
-  const int64_t remote_results = static_cast<int64_t>((back_offsets.back() + wire_back_counts.back()) / result_bytes);
-  Tensor returned = workspace_rows(returned_workspace_, remote_results + slots_to_[self], width);
+  Tensor returned = all_results.rows(pair, pair + remote_results);
   const auto returned_bytes = std::as_writable_bytes(std::span<float>(returned.data(), static_cast<size_t>(returned.numel())));
   const auto result_bytes_span = std::as_bytes(std::span<const float>(results.data(), static_cast<size_t>(results.numel())));
   if (option) {
@@ -360,23 +364,22 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
                                back_offsets);
   }
   clock.lap(phases.return_exchange);
-  std::memcpy(returned.data() + remote_results * width, results.data() + return_offsets[self] / 4,
-              static_cast<size_t>(slots_to_[self]) * result_bytes);
-  // The first row of each source's results in `returned`.
+  // The first row of each source's results in `all_results`.
   const auto first_row = [&](size_t r) {
-    return r == self ? remote_results : static_cast<int64_t>(back_offsets[r] / result_bytes);
+    return r == self ? static_cast<int64_t>(return_offsets[self] / result_bytes)
+                     : pair + static_cast<int64_t>(back_offsets[r] / result_bytes);
   };
   if (slots) {
     float* slot_data = slots->data();
     for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
-      const float* cursor = returned.data() + first_row(r) * width;
+      const float* cursor = all_results.data() + first_row(r) * width;
       for (int64_t i = slot_begin_[r]; i < slot_begin_[r + 1]; ++i) {
         std::memcpy(slot_data + static_cast<size_t>(slot_order_[static_cast<size_t>(i)]) * d, cursor, result_bytes);
         cursor += d;
       }
     }
   } else {
-    rows_out->rows = returned;
+    rows_out->rows = all_results;
     rows_out->row_of_slot.resize(static_cast<size_t>(tokens * top_k));
     for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
       const int64_t base = first_row(r) - slot_begin_[r];

@@ -124,7 +124,7 @@ class TokenDispatcher {
   // Buffers kept across calls: fresh megabyte-sized allocations cost a page fault per 4 KiB on
   // every layer, which measured several times the all-to-all itself.
   std::vector<std::byte> send_buffer_, back_buffer_;
-  Tensor input_workspace_, result_workspace_, returned_workspace_;
+  Tensor input_workspace_, result_workspace_;
   // Routing of the current call, grouped by destination rank r (a counting sort, stable in token
   // order): rows [row_begin_[r], row_begin_[r + 1]) and slots [slot_begin_[r], slot_begin_[r + 1]).
   std::vector<int> slot_owner_;                 // [N * k] rank owning each slot's expert
