@@ -29,6 +29,9 @@ struct PolicyScore {
   double transitions = 0, switches = 0, options = 0;
   std::vector<double> expert_uses;  // [layers * E]
   double distinct_masks = 0;        // summed over layers, this rank's sequences
+  // Other ranks than the sequence's own that own experts of the held mask, summed over masked
+  // positions and layers (expert parallelism only).
+  double remote_ranks = 0, masked_positions = 0;
 
   void add_layer_counts(const RoutingCounts& counts, int64_t layer, int64_t experts) {
     transitions += counts.transitions;
@@ -38,12 +41,14 @@ struct PolicyScore {
     for (int64_t e = 0; e < experts; ++e) expert_uses[static_cast<size_t>(layer * experts + e)] += counts.expert_uses[e];
   }
   void all_reduce(Communicator& world) {
-    std::vector<double> values = {tokens, kl, student_correct, teacher_correct, transitions, switches, options};
+    std::vector<double> values = {tokens,   kl,      student_correct, teacher_correct, transitions,
+                                  switches, options, remote_ranks,    masked_positions};
     values.insert(values.end(), expert_uses.begin(), expert_uses.end());
     world.all_reduce_sum(std::span<double>(values));
     tokens = values[0], kl = values[1], student_correct = values[2], teacher_correct = values[3];
     transitions = values[4], switches = values[5], options = values[6];
-    std::copy(values.begin() + 7, values.end(), expert_uses.begin());
+    remote_ranks = values[7], masked_positions = values[8];
+    std::copy(values.begin() + 9, values.end(), expert_uses.begin());
   }
   nlohmann::json to_json(int64_t layers, int64_t experts) const {
     double entropy = 0;
@@ -58,6 +63,7 @@ struct PolicyScore {
             {"mean_option_duration", options > 0 ? tokens * static_cast<double>(layers) / options : 0.0},
             {"utilization_entropy", entropy},
             {"distinct_masks_rank0", distinct_masks / static_cast<double>(layers)},
+            {"remote_ranks_per_mask", masked_positions > 0 ? remote_ranks / masked_positions : 0.0},
             {"student_accuracy", student_correct / std::max(tokens, 1.0)},
             {"teacher_accuracy", teacher_correct / std::max(tokens, 1.0)}};
   }
@@ -131,6 +137,12 @@ int run_eval(const Arguments& arguments) {
         score.kl += scores.kl[i];
         score.student_correct += scores.student_correct[i];
         score.teacher_correct += scores.teacher_correct[i];
+      }
+      if (policy && model->dispatcher) {  // the masks' remote ranks, priced as the communication cost is
+        const auto remote = communication_costs(student, 1.0, model->dispatcher->placement().owners(),
+                                                model->grid->ep_rank());
+        for (const double ranks : remote) score.remote_ranks += ranks;
+        score.masked_positions += static_cast<double>(remote.size());
       }
       for (int64_t layer = 0; layer < layers; ++layer) {
         const auto l = static_cast<size_t>(layer);

@@ -5,10 +5,10 @@ seeds: switch rate, retention, KL (mean +- standard deviation over seeds), the r
 mask spans relative to the sequence's home rank, and the retention difference to the reference in
 points (paired by seed). Standard library only.
 
-Neither `temoe eval` nor metrics.jsonl reports the held masks' ranks, so "remote ranks / mask" is
-derived from k_hat, the experts E and the run's placement (owners): the fewest and most ranks other
-than the home rank that a mask of k_hat experts can touch. With ep_size 2 and k_hat > E/2 both are 1,
-so the figure is exact; otherwise the bounds are printed."""
+"remote ranks / mask" is `temoe eval`'s `remote_ranks_per_mask`, measured on the held masks. Runs
+evaluated before eval reported it fall back to what k_hat, the experts E and the run's placement
+allow: the fewest and most ranks other than the home rank that a mask of k_hat experts can touch
+(exact with ep_size 2 and k_hat > E/2, bounds otherwise)."""
 import configparser
 import json
 import math
@@ -106,6 +106,9 @@ def main(directory, world):
         low = min(b[0] for b in bounds)
         high = max(b[1] for b in bounds)
         remote = f"{low} (exact)" if low == high else f"{low}..{high} (bounds)"
+        evaluated = [r["remote_ranks_per_mask"] for r in reports if "remote_ranks_per_mask" in r]
+        if len(evaluated) == len(reports):  # temoe eval measures it on the held masks themselves
+            remote = f"{sum(evaluated) / len(evaluated):.3f}"
         measured = [b for b in (train_remote_bytes(run) for _, run in runs.values()) if b is not None]
         traffic = f"{sum(measured) / len(measured):.1f}" if measured else "-"
         paired = [100 * (runs[s][0]["retention"] - reference[s][0]["retention"]) for s in runs if s in reference]

@@ -197,6 +197,22 @@ TEST_F(ControllerTraining, EvalReportsTheControllerBesideEveryBaseline) {
   // Random switching runs at the controller's measured rate (its own draws, so only close).
   EXPECT_NEAR(report["baselines"]["random"]["switch_rate"].get<double>(), report["switch_rate"].get<double>(), 0.03);
   EXPECT_NE(result.output.find("greedy cache"), std::string::npos) << result.output;
+  EXPECT_EQ(report["remote_ranks_per_mask"].get<double>(), 0.0) << "one rank holds every expert";
+
+  // Over 2 expert-parallel ranks a held mask spans at most the one other rank, and some masks do.
+  const fs::path parallel_json = work_ / "eval-np2.json";
+  const auto parallel = run_shell_command(kMpirun + " -np 2 " + kBinary + " eval --model " + shell_quote(work_ / "model") +
+                                              " --data.path=" + shell_quote(work_ / "data.h5") + " --data.eval_path=" +
+                                              shell_quote(work_ / "eval.h5") + " --run-dir " + shell_quote(work_ / "for-eval") +
+                                              " --train.sequence_length=32 --train.batch_size=4 --eval.batches=2 --json " +
+                                              shell_quote(parallel_json),
+                                          std::chrono::seconds(120));
+  ASSERT_EQ(parallel.exit_code, 0) << parallel.output;
+  const auto spread = nlohmann::json::parse(std::ifstream(parallel_json));
+  const double remote = spread["remote_ranks_per_mask"].get<double>();
+  EXPECT_GT(remote, 0.0);
+  EXPECT_LE(remote, 1.0);
+  EXPECT_EQ(spread["baselines"]["topk"]["remote_ranks_per_mask"].get<double>(), 0.0) << "the teacher holds no mask";
 }
 
 }  // namespace
