@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "src/core/error.hpp"
+#include "src/tensor/gemm_shape.hpp"
 #include "src/tensor/rotary_table.hpp"
 
 namespace temoe {
@@ -17,17 +18,13 @@ void CpuBackend::matmul_transposed(const Tensor& a, const Tensor& b, Tensor& out
   check_host(a, "matmul a");
   check_host(b, "matmul b");
   check_host(out, "matmul out");
-  check_rank(a, 2, "matmul a");
-  check_rank(b, 2, "matmul b");
-  const int64_t m = a.dim(0), k = a.dim(1), n = b.dim(0);
-  TEMOE_CHECK(b.dim(1) == k, "matmul: a " << shape_string(a.shape()) << " and b " << shape_string(b.shape())
-                                          << " disagree on the inner dimension");
-  check_shape(out, {m, n}, "matmul out");
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
+  const GemmShape shape = check_gemm(GemmForm::a_times_b_transposed, a, b, out, "matmul");
+  if (shape.empty()) return;
+  if (shape.inner == 0) {
     if (!accumulate) out.fill(0.0f);
     return;
   }
+  const int64_t m = shape.rows, n = shape.columns, k = shape.inner;
   // Note: OpenBLAS's sgemm kernels round a row's result differently depending on its position in
   // the register tile and on the thread split, so a token's output can change in the last bit with
   // the other rows in the call. Results are exactly reproducible for the same shapes and threads.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "src/core/error.hpp"
+#include "src/tensor/gemm_shape.hpp"
 #include "src/tensor/cpu_backend.hpp"
 #include "src/tensor/rotary_table.hpp"
 
@@ -20,17 +21,13 @@ void CpuBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out, bool accu
   check_host(a, "matmul a");
   check_host(b, "matmul b");
   check_host(out, "matmul out");
-  check_rank(a, 2, "matmul a");
-  check_rank(b, 2, "matmul b");
-  const int64_t m = a.dim(0), k = a.dim(1), n = b.dim(1);
-  TEMOE_CHECK(b.dim(0) == k, "matmul: a " << shape_string(a.shape()) << " and b " << shape_string(b.shape())
-                                          << " disagree on the inner dimension");
-  check_shape(out, {m, n}, "matmul out");
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
+  const GemmShape shape = check_gemm(GemmForm::a_times_b, a, b, out, "matmul");
+  if (shape.empty()) return;
+  if (shape.inner == 0) {
     if (!accumulate) out.fill(0.0f);
     return;
   }
+  const int64_t m = shape.rows, n = shape.columns, k = shape.inner;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
               1.0f, a.data(), static_cast<int>(k), b.data(), static_cast<int>(n), accumulate ? 1.0f : 0.0f, out.data(),
               static_cast<int>(n));
@@ -40,17 +37,13 @@ void CpuBackend::matmul_transposed_left(const Tensor& a, const Tensor& b, Tensor
   check_host(a, "matmul_transposed_left a");
   check_host(b, "matmul_transposed_left b");
   check_host(out, "matmul_transposed_left out");
-  check_rank(a, 2, "matmul_transposed_left a");
-  check_rank(b, 2, "matmul_transposed_left b");
-  const int64_t m = a.dim(0), n = a.dim(1), k = b.dim(1);
-  TEMOE_CHECK(b.dim(0) == m, "matmul_transposed_left: a " << shape_string(a.shape()) << " and b "
-                                                          << shape_string(b.shape()) << " disagree on the row count");
-  check_shape(out, {n, k}, "matmul_transposed_left out");
-  if (n == 0 || k == 0) return;
-  if (m == 0) {
+  const GemmShape shape = check_gemm(GemmForm::a_transposed_times_b, a, b, out, "matmul_transposed_left");
+  if (shape.empty()) return;
+  if (shape.inner == 0) {
     if (!accumulate) out.fill(0.0f);
     return;
   }
+  const int64_t m = shape.inner, n = shape.rows, k = shape.columns;
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(n), static_cast<int>(k), static_cast<int>(m),
               1.0f, a.data(), static_cast<int>(n), b.data(), static_cast<int>(k), accumulate ? 1.0f : 0.0f, out.data(),
               static_cast<int>(k));

@@ -173,15 +173,19 @@ TEST_F(ControllerTraining, TheDeliberationCostHoldsMasksAndTheObjectiveImproves)
 
 TEST_F(ControllerTraining, EvalReportsTheControllerBesideEveryBaseline) {
   train("for-eval", 1, "--train.steps=3");
-  const fs::path json = work_ / "eval.json";
-  const auto result = run_shell_command(kBinary + " eval --model " + shell_quote(work_ / "model") + " --data.path=" +
-                                            shell_quote(work_ / "data.h5") + " --data.eval_path=" +
-                                            shell_quote(work_ / "eval.h5") + " --run-dir " + shell_quote(work_ / "for-eval") +
-                                            " --train.sequence_length=32 --train.batch_size=4 --eval.batches=2 --json " +
-                                            shell_quote(json),
-                                        std::chrono::seconds(120));
+  // Evaluates the run on `ranks` ranks into work_/name.
+  const auto eval = [](int ranks, const std::string& name) {
+    const std::string program = kBinary + " eval --model " + shell_quote(work_ / "model") + " --data.path=" +
+                                shell_quote(work_ / "data.h5") + " --data.eval_path=" + shell_quote(work_ / "eval.h5") +
+                                " --run-dir " + shell_quote(work_ / "for-eval") +
+                                " --train.sequence_length=32 --train.batch_size=4 --eval.batches=2 --json " +
+                                shell_quote(work_ / name);
+    return run_shell_command(ranks == 1 ? program : kMpirun + " -np " + std::to_string(ranks) + " " + program,
+                             std::chrono::seconds(120));
+  };
+  const auto result = eval(1, "eval.json");
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  const auto report = nlohmann::json::parse(std::ifstream(json));
+  const auto report = nlohmann::json::parse(std::ifstream(work_ / "eval.json"));
   for (const char* key : {"switch_rate", "kl", "retention", "mean_option_duration", "utilization_entropy"}) {
     EXPECT_TRUE(report.contains(key)) << key;
   }
@@ -200,15 +204,9 @@ TEST_F(ControllerTraining, EvalReportsTheControllerBesideEveryBaseline) {
   EXPECT_EQ(report["remote_ranks_per_mask"].get<double>(), 0.0) << "one rank holds every expert";
 
   // Over 2 expert-parallel ranks a held mask spans at most the one other rank, and some masks do.
-  const fs::path parallel_json = work_ / "eval-np2.json";
-  const auto parallel = run_shell_command(kMpirun + " -np 2 " + kBinary + " eval --model " + shell_quote(work_ / "model") +
-                                              " --data.path=" + shell_quote(work_ / "data.h5") + " --data.eval_path=" +
-                                              shell_quote(work_ / "eval.h5") + " --run-dir " + shell_quote(work_ / "for-eval") +
-                                              " --train.sequence_length=32 --train.batch_size=4 --eval.batches=2 --json " +
-                                              shell_quote(parallel_json),
-                                          std::chrono::seconds(120));
+  const auto parallel = eval(2, "eval-np2.json");
   ASSERT_EQ(parallel.exit_code, 0) << parallel.output;
-  const auto spread = nlohmann::json::parse(std::ifstream(parallel_json));
+  const auto spread = nlohmann::json::parse(std::ifstream(work_ / "eval-np2.json"));
   const double remote = spread["remote_ranks_per_mask"].get<double>();
   EXPECT_GT(remote, 0.0);
   EXPECT_LE(remote, 1.0);

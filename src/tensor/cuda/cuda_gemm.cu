@@ -11,6 +11,7 @@
 
 #include "src/tensor/cuda/cuda_backend.hpp"
 #include "src/tensor/cuda/cuda_check.hpp"
+#include "src/tensor/gemm_shape.hpp"
 
 namespace temoe {
 
@@ -39,17 +40,13 @@ void CudaBackend::matmul_transposed(const Tensor& a, const Tensor& b, Tensor& ou
   check_cuda_tensor(a, "matmul a");
   check_cuda_tensor(b, "matmul b");
   check_cuda_tensor(out, "matmul out");
-  check_rank(a, 2, "matmul a");
-  check_rank(b, 2, "matmul b");
-  const int64_t m = a.dim(0), k = a.dim(1), n = b.dim(0);
-  TEMOE_CHECK(b.dim(1) == k, "matmul: a " << shape_string(a.shape()) << " and b " << shape_string(b.shape())
-                                          << " disagree on the inner dimension");
-  check_shape(out, {m, n}, "matmul out");
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
+  const GemmShape shape = check_gemm(GemmForm::a_times_b_transposed, a, b, out, "matmul");
+  if (shape.empty()) return;
+  if (shape.inner == 0) {
     if (!accumulate) zero(out);
     return;
   }
+  const int64_t m = shape.rows, n = shape.columns, k = shape.inner;
   sgemm(CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, b.data(), k, a.data(), k, out.data(), n, accumulate);
 }
 
@@ -57,17 +54,13 @@ void CudaBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out, bool acc
   check_cuda_tensor(a, "matmul a");
   check_cuda_tensor(b, "matmul b");
   check_cuda_tensor(out, "matmul out");
-  check_rank(a, 2, "matmul a");
-  check_rank(b, 2, "matmul b");
-  const int64_t m = a.dim(0), k = a.dim(1), n = b.dim(1);
-  TEMOE_CHECK(b.dim(0) == k, "matmul: a " << shape_string(a.shape()) << " and b " << shape_string(b.shape())
-                                          << " disagree on the inner dimension");
-  check_shape(out, {m, n}, "matmul out");
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
+  const GemmShape shape = check_gemm(GemmForm::a_times_b, a, b, out, "matmul");
+  if (shape.empty()) return;
+  if (shape.inner == 0) {
     if (!accumulate) zero(out);
     return;
   }
+  const int64_t m = shape.rows, n = shape.columns, k = shape.inner;
   sgemm(CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, b.data(), n, a.data(), k, out.data(), n, accumulate);
 }
 
@@ -75,17 +68,13 @@ void CudaBackend::matmul_transposed_left(const Tensor& a, const Tensor& b, Tenso
   check_cuda_tensor(a, "matmul_transposed_left a");
   check_cuda_tensor(b, "matmul_transposed_left b");
   check_cuda_tensor(out, "matmul_transposed_left out");
-  check_rank(a, 2, "matmul_transposed_left a");
-  check_rank(b, 2, "matmul_transposed_left b");
-  const int64_t m = a.dim(0), n = a.dim(1), k = b.dim(1);
-  TEMOE_CHECK(b.dim(0) == m, "matmul_transposed_left: a " << shape_string(a.shape()) << " and b "
-                                                          << shape_string(b.shape()) << " disagree on the row count");
-  check_shape(out, {n, k}, "matmul_transposed_left out");
-  if (n == 0 || k == 0) return;
-  if (m == 0) {
+  const GemmShape shape = check_gemm(GemmForm::a_transposed_times_b, a, b, out, "matmul_transposed_left");
+  if (shape.empty()) return;
+  if (shape.inner == 0) {
     if (!accumulate) zero(out);
     return;
   }
+  const int64_t m = shape.inner, n = shape.rows, k = shape.columns;
   sgemm(CUBLAS_OP_N, CUBLAS_OP_T, k, n, m, b.data(), k, a.data(), n, out.data(), k, accumulate);
 }
 
