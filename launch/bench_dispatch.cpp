@@ -201,13 +201,16 @@ int bench_dispatch(const Arguments& arguments) {
   std::vector<LocalBatch> batches(static_cast<size_t>(warmups + repeats));
   const std::string data_path = values.count("data.path") ? values["data.path"].as<std::string>() : "";
   std::optional<data::TokenDataset> dataset;
-  if (!data_path.empty()) dataset = read_training_data(values, false, "bench dispatch");
+  std::optional<data::BatchSampler> sampler;
+  if (!data_path.empty()) {
+    dataset = read_training_data(values, false, "bench dispatch");
+    sampler.emplace(*dataset, data::SamplerOptions{time, values["seed"].as<uint64_t>(), true});
+  }
+  const auto slice = sampler ? data::data_parallel_slice(batch, world.rank(), world.size()) : data::SequenceRange{};
   for (size_t index = 0; index < batches.size(); ++index) {
     LocalBatch& local = batches[index];
-    if (dataset) {
-      data::BatchSampler sampler(*dataset, {time, values["seed"].as<uint64_t>(), true});
-      const auto slice = data::data_parallel_slice(batch, world.rank(), world.size());
-      data::SequenceBatch sequences = sampler.batch(static_cast<int64_t>(index), batch, slice.first, slice.count);
+    if (sampler) {
+      data::SequenceBatch sequences = sampler->batch(static_cast<int64_t>(index), batch, slice.first, slice.count);
       local.tokens = std::move(sequences.tokens);
       local.global_index = std::move(sequences.global_index);
     } else {

@@ -140,8 +140,7 @@ HeldSendPlan& TokenDispatcher::agree_held_plan(const HeldMasksView& held, std::s
                              std::as_writable_bytes(std::span<int64_t>(receive_bounds)), sizeof(int64_t));
     held_plan.agree(receive_bounds);
     ++statistics_.counts_exchanges;
-  } else {
-    --statistics_.counts_negotiations;
+    ++statistics_.counts_negotiations;
   }
   for (int r = 0; r < ranks; ++r) {
     TEMOE_CHECK(rows_to_[static_cast<size_t>(r)] <= held_plan.send_bounds()[static_cast<size_t>(r)],
@@ -233,7 +232,6 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
                 "rank " << me << ": " << bytes << " bytes from rank " << source << " are not whole " << row_bytes << "-byte rows");
     return static_cast<int64_t>(bytes / row_bytes);
   };
-  ++statistics_.counts_negotiations;  // taken back below where a held plan is reused
   const bool option = mode_ == DispatchMode::option && held != nullptr;
   std::vector<uint8_t> send_to(static_cast<size_t>(ranks), 0);
   if (option) {
@@ -257,6 +255,7 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
       return layout(receive_rows);
     };
     if (!communicator_.counts_travel_with_data()) ++statistics_.counts_exchanges;
+    ++statistics_.counts_negotiations;
     communicator_.all_to_all_v_sized_by_senders(send_buffer_, wire_send_counts, send_offsets, place);
     std::fill(send_to.begin(), send_to.end(), uint8_t{1});
     send_to[self] = 0;

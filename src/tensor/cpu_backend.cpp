@@ -10,6 +10,7 @@
 #include "src/core/error.hpp"
 #include "src/tensor/gemm_shape.hpp"
 #include "src/tensor/rotary_table.hpp"
+#include "src/tensor/kernel_checks.hpp"
 
 namespace temoe {
 
@@ -94,18 +95,9 @@ void CpuBackend::causal_attention(const Tensor& q, const Tensor& k, const Tensor
 
 void CpuBackend::cached_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t first_position,
                                   Tensor& out) {
-  check_rank(q, 4, "cached attention q");
-  const int64_t batch = q.dim(0), time = q.dim(1), heads = q.dim(2), head_dim = q.dim(3);
-  check_rank(k_cache, 4, "cached attention k_cache");
-  const int64_t capacity = k_cache.dim(1), kv_heads = k_cache.dim(2);
-  check_shape(k_cache, {batch, capacity, kv_heads, head_dim}, "cached attention k_cache");
-  check_shape(v_cache, k_cache.shape(), "cached attention v_cache");
-  check_shape(out, q.shape(), "cached attention out");
-  TEMOE_CHECK(first_position >= 0 && first_position + time <= capacity,
-              "cached attention: positions [" << first_position << ", " << first_position + time
-                                              << ") do not fit a cache of " << capacity);
-  TEMOE_CHECK(kv_heads > 0 && heads % kv_heads == 0,
-              "cached attention: " << heads << " query heads are not a multiple of " << kv_heads << " kv heads");
+  const AttentionShape shape = check_cached_attention(q, k_cache, v_cache, first_position, out);
+  const int64_t batch = shape.batch, time = shape.time, heads = shape.heads, head_dim = shape.head_dim;
+  const int64_t capacity = shape.capacity, kv_heads = shape.kv_heads;
   const int64_t group = heads / kv_heads, keys = first_position + time;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const float* q_data = q.data();

@@ -13,6 +13,7 @@
 #include "src/tensor/gemm_shape.hpp"
 #include "src/tensor/cpu_backend.hpp"
 #include "src/tensor/rotary_table.hpp"
+#include "src/tensor/kernel_checks.hpp"
 
 namespace temoe {
 
@@ -122,17 +123,9 @@ void CpuBackend::rotary_backward(Tensor& grad, double theta) {
 
 void CpuBackend::causal_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& grad_out,
                                            Tensor& grad_q, Tensor& grad_k, Tensor& grad_v) {
-  check_rank(q, 4, "attention_backward q");
-  check_rank(k, 4, "attention_backward k");
-  const int64_t batch = q.dim(0), time = q.dim(1), heads = q.dim(2), head_dim = q.dim(3), kv_heads = k.dim(2);
-  check_shape(k, {batch, time, kv_heads, head_dim}, "attention_backward k");
-  check_shape(v, k.shape(), "attention_backward v");
-  check_shape(grad_out, q.shape(), "attention_backward grad_out");
-  check_shape(grad_q, q.shape(), "attention_backward grad_q");
-  check_shape(grad_k, k.shape(), "attention_backward grad_k");
-  check_shape(grad_v, k.shape(), "attention_backward grad_v");
-  TEMOE_CHECK(kv_heads > 0 && heads % kv_heads == 0,
-              "attention_backward: " << heads << " query heads are not a multiple of " << kv_heads << " kv heads");
+  const AttentionShape shape = check_attention_backward(q, k, v, grad_out, grad_q, grad_k, grad_v);
+  const int64_t batch = shape.batch, time = shape.time, heads = shape.heads, head_dim = shape.head_dim;
+  const int64_t kv_heads = shape.kv_heads;
   const int64_t group = heads / kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const float* q_data = q.data();
@@ -302,16 +295,8 @@ void CpuBackend::combine_slots_backward(const Tensor& slots, const Tensor& weigh
 
 void CpuBackend::cross_entropy(const Tensor& logits, std::span<const int32_t> targets, float grad_scale, Tensor& losses,
                                Tensor& grad_logits) {
-  check_rank(logits, 2, "cross_entropy logits");
+  check_cross_entropy(logits, targets, losses, grad_logits);
   const int64_t rows = logits.dim(0), width = logits.dim(1);
-  TEMOE_CHECK(static_cast<int64_t>(targets.size()) == rows,
-              "cross_entropy: " << targets.size() << " targets for " << rows << " rows of logits");
-  check_shape(losses, {rows}, "cross_entropy losses");
-  check_shape(grad_logits, logits.shape(), "cross_entropy grad_logits");
-  for (size_t i = 0; i < targets.size(); ++i) {
-    TEMOE_CHECK(targets[i] < width, "cross_entropy: target " << targets[i] << " of row " << i
-                                                             << " is outside the vocabulary [0, " << width << ")");
-  }
   const float* in = logits.data();
   float* loss = losses.data();
   float* out = grad_logits.data();

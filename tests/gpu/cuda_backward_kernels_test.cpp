@@ -13,15 +13,7 @@ using testing::close_to;
 using testing::random_tensor;
 using testing::to_cuda;
 
-class CudaBackwardKernels : public ::testing::Test {
- protected:
-  void SetUp() override {
-    TEMOE_SKIP_WITHOUT_CUDA();
-    cpu_ = make_backend(Device::cpu);
-    gpu_ = make_backend(Device::cuda);
-  }
-  std::unique_ptr<Backend> cpu_, gpu_;
-};
+class CudaBackwardKernels : public testing::CpuAndCudaBackends {};
 
 TEST_F(CudaBackwardKernels, RmsNormBackwardMatchesCpu) {
   const Tensor x = random_tensor({19, 300}, 1), weight = random_tensor({300}, 2), grad_out = random_tensor({19, 300}, 3);

@@ -17,15 +17,7 @@ using testing::close_to;
 using testing::random_tensor;
 using testing::to_cuda;
 
-class CudaForwardKernels : public ::testing::Test {
- protected:
-  void SetUp() override {
-    TEMOE_SKIP_WITHOUT_CUDA();
-    cpu_ = make_backend(Device::cpu);
-    gpu_ = make_backend(Device::cuda);
-  }
-  std::unique_ptr<Backend> cpu_, gpu_;
-};
+class CudaForwardKernels : public testing::CpuAndCudaBackends {};
 
 TEST_F(CudaForwardKernels, MatmulTransposedMatchesCpu) {
   for (const bool accumulate : {false, true}) {

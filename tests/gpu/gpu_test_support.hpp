@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "src/tensor/backend.hpp"
 #include "src/tensor/cuda/tensor_transfer.hpp"
 #include "src/tensor/tensor.hpp"
 
@@ -32,6 +34,17 @@ inline std::string cuda_unavailable_reason() {
     if (const std::string temoe_reason_ = ::temoe::testing::cuda_unavailable_reason(); !temoe_reason_.empty()) \
       GTEST_SKIP() << temoe_reason_ << "; the GPU tests run with `ctest -L gpu` on a machine with a GPU";    \
   } while (0)
+
+// A CPU and a CUDA backend, for kernels checked against the CPU's; skips without a device.
+class CpuAndCudaBackends : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TEMOE_SKIP_WITHOUT_CUDA();
+    cpu_ = make_backend(Device::cpu);
+    gpu_ = make_backend(Device::cuda);
+  }
+  std::unique_ptr<Backend> cpu_, gpu_;
+};
 
 // Host tensor of normal(0, deviation) values.
 inline Tensor random_tensor(Shape shape, uint64_t seed, float deviation = 1.0f) {

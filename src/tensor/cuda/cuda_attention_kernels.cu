@@ -8,6 +8,7 @@
 // products' summation order (warp lanes) and expf's rounding differ.
 #include "src/tensor/cuda/cuda_backend.hpp"
 #include "src/tensor/cuda/cuda_kernel_support.cuh"
+#include "src/tensor/kernel_checks.hpp"
 
 namespace temoe {
 
@@ -248,18 +249,9 @@ void CudaBackend::cached_attention(const Tensor& q, const Tensor& k_cache, const
   check_cuda_tensor(k_cache, "cached attention k_cache");
   check_cuda_tensor(v_cache, "cached attention v_cache");
   check_cuda_tensor(out, "cached attention out");
-  check_rank(q, 4, "cached attention q");
-  const int64_t batch = q.dim(0), time = q.dim(1), heads = q.dim(2), head_dim = q.dim(3);
-  check_rank(k_cache, 4, "cached attention k_cache");
-  const int64_t capacity = k_cache.dim(1), kv_heads = k_cache.dim(2);
-  check_shape(k_cache, {batch, capacity, kv_heads, head_dim}, "cached attention k_cache");
-  check_shape(v_cache, k_cache.shape(), "cached attention v_cache");
-  check_shape(out, q.shape(), "cached attention out");
-  TEMOE_CHECK(first_position >= 0 && first_position + time <= capacity,
-              "cached attention: positions [" << first_position << ", " << first_position + time
-                                              << ") do not fit a cache of " << capacity);
-  TEMOE_CHECK(kv_heads > 0 && heads % kv_heads == 0,
-              "cached attention: " << heads << " query heads are not a multiple of " << kv_heads << " kv heads");
+  const AttentionShape shape = check_cached_attention(q, k_cache, v_cache, first_position, out);
+  const int64_t batch = shape.batch, time = shape.time, heads = shape.heads, head_dim = shape.head_dim;
+  const int64_t capacity = shape.capacity, kv_heads = shape.kv_heads;
   if (q.numel() == 0) return;
   const int64_t keys = first_position + time;
   const size_t bytes = static_cast<size_t>(head_dim + keys) * sizeof(float);
@@ -280,17 +272,9 @@ void CudaBackend::causal_attention_backward(const Tensor& q, const Tensor& k, co
   check_cuda_tensor(grad_q, "attention_backward grad_q");
   check_cuda_tensor(grad_k, "attention_backward grad_k");
   check_cuda_tensor(grad_v, "attention_backward grad_v");
-  check_rank(q, 4, "attention_backward q");
-  check_rank(k, 4, "attention_backward k");
-  const int64_t batch = q.dim(0), time = q.dim(1), heads = q.dim(2), head_dim = q.dim(3), kv_heads = k.dim(2);
-  check_shape(k, {batch, time, kv_heads, head_dim}, "attention_backward k");
-  check_shape(v, k.shape(), "attention_backward v");
-  check_shape(grad_out, q.shape(), "attention_backward grad_out");
-  check_shape(grad_q, q.shape(), "attention_backward grad_q");
-  check_shape(grad_k, k.shape(), "attention_backward grad_k");
-  check_shape(grad_v, k.shape(), "attention_backward grad_v");
-  TEMOE_CHECK(kv_heads > 0 && heads % kv_heads == 0,
-              "attention_backward: " << heads << " query heads are not a multiple of " << kv_heads << " kv heads");
+  const AttentionShape shape = check_attention_backward(q, k, v, grad_out, grad_q, grad_k, grad_v);
+  const int64_t batch = shape.batch, time = shape.time, heads = shape.heads, head_dim = shape.head_dim;
+  const int64_t kv_heads = shape.kv_heads;
   if (q.numel() == 0) return;
   const int64_t group = heads / kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));

@@ -2,6 +2,7 @@
 // CPU peer is in cpu_backend_backward.cpp: max in float, the partition function in double.
 #include "src/tensor/cuda/cuda_backend.hpp"
 #include "src/tensor/cuda/cuda_kernel_support.cuh"
+#include "src/tensor/kernel_checks.hpp"
 
 namespace temoe {
 
@@ -43,16 +44,8 @@ void CudaBackend::cross_entropy(const Tensor& logits, std::span<const int32_t> t
   check_cuda_tensor(logits, "cross_entropy logits");
   check_cuda_tensor(losses, "cross_entropy losses");
   check_cuda_tensor(grad_logits, "cross_entropy grad_logits");
-  check_rank(logits, 2, "cross_entropy logits");
+  check_cross_entropy(logits, targets, losses, grad_logits);
   const int64_t rows = logits.dim(0), width = logits.dim(1);
-  TEMOE_CHECK(static_cast<int64_t>(targets.size()) == rows,
-              "cross_entropy: " << targets.size() << " targets for " << rows << " rows of logits");
-  check_shape(losses, {rows}, "cross_entropy losses");
-  check_shape(grad_logits, logits.shape(), "cross_entropy grad_logits");
-  for (size_t i = 0; i < targets.size(); ++i) {
-    TEMOE_CHECK(targets[i] < width, "cross_entropy: target " << targets[i] << " of row " << i
-                                                             << " is outside the vocabulary [0, " << width << ")");
-  }
   if (rows == 0) return;
   const DeviceIndices device_targets(targets);
   cross_entropy_kernel<<<row_blocks(rows, "cross_entropy"), kThreads>>>(logits.data(), device_targets.data(),
