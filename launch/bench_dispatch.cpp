@@ -11,7 +11,10 @@
 // ranks on 2 cores, the first large all-to-all after a computation (even after a sleep) was
 // measured 1-2 ms slower than the same call amid other collectives, and copies slow down while
 // the ranks beside them compute; the forward charges that to the exchange, the floor never sees
-// it. The replayed ratio is the dispatcher's own overhead over the plain collective.
+// it. The replayed ratio is the dispatcher's own overhead over the plain collective. Option mode's
+// calls (teacher-forced and decode, with the masks they held) are replayed the same way,
+// interleaved with token mode's, so the option/token time ratios compare the dispatch paths under
+// the same conditions too.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -88,9 +91,14 @@ class DispatchReplay {
   void run(size_t call) {
     const auto& experts = recorded_.call_experts.at(call);
     const auto tokens = static_cast<int64_t>(experts.size()) / top_k_;
+    // An option-mode call replays with the masks it held, so it goes through the layer's held
+    // plan again: rebuilt where they switched, renegotiated where bounds changed.
+    const int64_t layer = recorded_.call_held_layer.at(call);
+    const HeldMasksView held{layer, recorded_.call_held_flags.at(call)};
     // As the model's layers call it: the results stay where they land, the combine reads them there.
-    dispatcher_.dispatch_to_rows(hidden_.rows(0, tokens), experts, top_k_, landed_, copy_);
+    dispatcher_.dispatch_to_rows(hidden_.rows(0, tokens), experts, top_k_, landed_, copy_, layer >= 0 ? &held : nullptr);
   }
+  size_t calls() const { return recorded_.call_experts.size(); }
 
  private:
   TokenDispatcher& dispatcher_;
@@ -115,6 +123,9 @@ enum Time : size_t {
   kFloorReturn,
   kPageFaults,        // page faults per layer call in the forward's exchange
   kReplayPageFaults,  // and in the replays'
+  kOptionReplay,      // option mode's teacher-forced calls replayed, interleaved with token mode's
+  kTokenDecodeReplay, // the decode steps' calls replayed, token and option mode interleaved
+  kOptionDecodeReplay,
   kTimes
 };
 using RankTimes = std::array<double, kTimes>;
@@ -232,7 +243,9 @@ int bench_dispatch(const Arguments& arguments) {
     trainer.controller = controller_config_of_run(run_directory, trainer.controller, "bench dispatch");
     controllers = make_controllers(controller_parameters, placed->config, placed->weights, trainer.controller, trainer.seed);
     load_controller(controller_file(run_directory), controller_parameters);
-    policy = std::make_unique<ControllerPolicy>(controllers, /*sample=*/false, trainer.seed);
+    policy = std::make_unique<ControllerPolicy>(
+        controllers, /*sample=*/false, trainer.seed,
+        SelectionLocality{0.0, placed->dispatcher->placement().owners(), placed->grid->ep_rank()});
     policy_name = run_directory.string();
   } else {
     policy = std::make_unique<GreedyCachePolicy>(trainer.controller.k_hat, placed->config.top_k,
@@ -254,23 +267,10 @@ int bench_dispatch(const Arguments& arguments) {
   world.barrier();
   for (int r = 0; r < repeats; ++r) model->transformer->forward(measured(r).tokens, local_batch, time);
   const DispatchStatistics statistics = model->dispatcher->statistics();
-  // The floor and the replays, interleaved call by call so that both see the same conditions.
-  Communicator& group = model->grid->expert_parallel();
-  DispatchReplay replay_calls(*model->dispatcher, statistics, model->config.hidden_size, model->config.top_k);
-  const int replays = std::max(values["replays"].as<int>(), 1);
-  double floor_dispatch = 0, floor_return = 0;
-  for (int pass = 0; pass < replays; ++pass) {
-    for (size_t call = 0; call < statistics.call_experts.size(); ++call) {
-      replay_calls.run(call);
-      floor_dispatch += plain_all_to_all_seconds(group, statistics.call_dispatch_bytes[call]);
-      floor_return += plain_all_to_all_seconds(group, statistics.call_return_bytes[call]);
-    }
-  }
-  const DispatchStatistics replayed = model->dispatcher->statistics();
 
   // Option mode, teacher-forced: the policy's rollouts of the same sequences on the placed model.
   placed->dispatcher->set_barrier_before_exchange(true);
-  placed->dispatcher->reset_statistics();
+  placed->dispatcher->reset_statistics(/*record_calls=*/true);
   world.barrier();
   std::vector<LayerDecisions> held_first;  // the masks held over the first measured batch, for decoding it
   SwitchCount switches;
@@ -282,22 +282,63 @@ int bench_dispatch(const Arguments& arguments) {
     switches.positions += count.positions;
     if (r == 0) held_first = std::move(rollout.decisions);
   }
-  const ModeFigures option_forward = summarize_dispatch(placed->dispatcher->statistics(), world);
+  const DispatchStatistics option_statistics = placed->dispatcher->statistics();
+  const ModeFigures option_forward = summarize_dispatch(option_statistics, world);
   const ModeFigures token_forward = summarize_dispatch(statistics, world);
 
   // Decode steps of the first measured batch: one position per sequence per step after the
   // prompt, token mode with plain top-k, option mode inside the masks held above.
   const std::span<const int32_t> decoded(measured(0).tokens);
   decode_positions(*model->transformer, decoded, local_batch, time, prompt, nullptr, [&] {
-    model->dispatcher->reset_statistics();
+    model->dispatcher->reset_statistics(/*record_calls=*/true);
     world.barrier();
   });
-  const ModeFigures token_decode = summarize_dispatch(model->dispatcher->statistics(), world);
+  const DispatchStatistics token_decode_statistics = model->dispatcher->statistics();
+  const ModeFigures token_decode = summarize_dispatch(token_decode_statistics, world);
   decode_positions(*placed->transformer, decoded, local_batch, time, prompt, &held_first, [&] {
-    placed->dispatcher->reset_statistics();
+    placed->dispatcher->reset_statistics(/*record_calls=*/true);
     world.barrier();
   });
-  const ModeFigures option_decode = summarize_dispatch(placed->dispatcher->statistics(), world);
+  const DispatchStatistics option_decode_statistics = placed->dispatcher->statistics();
+  const ModeFigures option_decode = summarize_dispatch(option_decode_statistics, world);
+
+  // The replays, interleaved call by call so that all see the same conditions: token mode's
+  // teacher-forced calls with the floor's all-to-alls of the same bytes and with option mode's
+  // calls, then both modes' decode calls. The forwards above charge the exchange with waiting for
+  // descheduled ranks (4 ranks on 2 cores); the replays compare the dispatch paths themselves.
+  Communicator& group = model->grid->expert_parallel();
+  const int replays = std::max(values["replays"].as<int>(), 1);
+  double floor_dispatch = 0, floor_return = 0;
+  DispatchStatistics replayed, option_replayed, token_decode_replayed, option_decode_replayed;
+  {
+    DispatchReplay token_calls(*model->dispatcher, statistics, model->config.hidden_size, model->config.top_k);
+    DispatchReplay option_calls(*placed->dispatcher, option_statistics, model->config.hidden_size, model->config.top_k);
+    for (int pass = 0; pass < replays; ++pass) {
+      for (size_t call = 0; call < std::max(token_calls.calls(), option_calls.calls()); ++call) {
+        if (call < token_calls.calls()) {
+          token_calls.run(call);
+          floor_dispatch += plain_all_to_all_seconds(group, statistics.call_dispatch_bytes[call]);
+          floor_return += plain_all_to_all_seconds(group, statistics.call_return_bytes[call]);
+        }
+        if (call < option_calls.calls()) option_calls.run(call);
+      }
+    }
+    replayed = model->dispatcher->statistics();
+    option_replayed = placed->dispatcher->statistics();
+  }
+  {
+    DispatchReplay token_calls(*model->dispatcher, token_decode_statistics, model->config.hidden_size, model->config.top_k);
+    DispatchReplay option_calls(*placed->dispatcher, option_decode_statistics, model->config.hidden_size,
+                                model->config.top_k);
+    for (int pass = 0; pass < replays; ++pass) {
+      for (size_t call = 0; call < std::max(token_calls.calls(), option_calls.calls()); ++call) {
+        if (call < token_calls.calls()) token_calls.run(call);
+        if (call < option_calls.calls()) option_calls.run(call);
+      }
+    }
+    token_decode_replayed = model->dispatcher->statistics();
+    option_decode_replayed = placed->dispatcher->statistics();
+  }
   SwitchCount decode_switches = count_switches(held_first, local_batch, time, prompt);
   double switch_sums[4] = {switches.switches, switches.positions, decode_switches.switches, decode_switches.positions};
   world.all_reduce_sum(std::span<double>(switch_sums, 4));
@@ -319,6 +360,12 @@ int bench_dispatch(const Arguments& arguments) {
       static_cast<double>(replayed.page_faults) / static_cast<double>(std::max<int64_t>(replayed.layer_calls, 1));
   times[kFloorDispatch] = floor_dispatch / static_cast<double>(std::max<int64_t>(replayed.layer_calls, 1));
   times[kFloorReturn] = floor_return / static_cast<double>(std::max<int64_t>(replayed.layer_calls, 1));
+  const auto seconds_per_call = [](const DispatchStatistics& replay) {
+    return replay.exchange_seconds / static_cast<double>(std::max<int64_t>(replay.layer_calls, 1));
+  };
+  times[kOptionReplay] = seconds_per_call(option_replayed);
+  times[kTokenDecodeReplay] = seconds_per_call(token_decode_replayed);
+  times[kOptionDecodeReplay] = seconds_per_call(option_decode_replayed);
   std::vector<RankTimes> all_times(static_cast<size_t>(world.size()));
   {
     const auto gathered = world.gather_v(std::as_bytes(std::span<const double>(times)), 0);
@@ -326,10 +373,14 @@ int bench_dispatch(const Arguments& arguments) {
   }
   if (world.rank() == 0) {
     double exchange = 0, replay = 0, floor = 0, experts = 0;
+    double option_replay = 0, token_decode_replay = 0, option_decode_replay = 0;
     RankTimes mean{};
     for (const RankTimes& rank_times : all_times) {
       exchange = std::max(exchange, rank_times[kExchange]);
       replay = std::max(replay, rank_times[kReplay]);
+      option_replay = std::max(option_replay, rank_times[kOptionReplay]);
+      token_decode_replay = std::max(token_decode_replay, rank_times[kTokenDecodeReplay]);
+      option_decode_replay = std::max(option_decode_replay, rank_times[kOptionDecodeReplay]);
       floor = std::max(floor, rank_times[kFloorDispatch] + rank_times[kFloorReturn]);
       experts = std::max(experts, rank_times[kExperts]);
       for (size_t i = 0; i < kTimes; ++i) mean[i] += rank_times[i] / world.size();
@@ -370,13 +421,16 @@ int bench_dispatch(const Arguments& arguments) {
     print_mode("option, decode", option_decode);
     std::printf("  switch rate: teacher-forced %.2f%%, decode steps %.2f%%\n", 100 * forward_switch_rate,
                 100 * decode_switch_rate);
-    for (const auto& [label, token_figures, option_figures] :
-         {std::tuple<const char*, const ModeFigures*, const ModeFigures*>{"teacher-forced", &token_forward, &option_forward},
-          {"decode", &token_decode, &option_decode}}) {
-      std::printf("  option/token, %-14s remote bytes %.3fx  messages %.3fx  time per layer %.3fx\n", label,
-                  ratio(option_figures->remote_bytes_per_token, token_figures->remote_bytes_per_token),
+    for (const auto& [label, token_figures, option_figures, token_replay, option_replay_seconds] :
+         {std::tuple<const char*, const ModeFigures*, const ModeFigures*, double, double>{
+              "teacher-forced", &token_forward, &option_forward, replay, option_replay},
+          {"decode", &token_decode, &option_decode, token_decode_replay, option_decode_replay}}) {
+      std::printf("  option/token, %-14s remote bytes %.3fx  messages %.3fx  time per layer %.3fx in the forward,"
+                  " %.3fx replayed (%.3f vs %.3f ms)\n",
+                  label, ratio(option_figures->remote_bytes_per_token, token_figures->remote_bytes_per_token),
                   ratio(option_figures->messages_per_step, token_figures->messages_per_step),
-                  ratio(option_figures->seconds_per_layer, token_figures->seconds_per_layer));
+                  ratio(option_figures->seconds_per_layer, token_figures->seconds_per_layer),
+                  ratio(option_replay_seconds, token_replay), option_replay_seconds * 1e3, token_replay * 1e3);
     }
     // The cluster model: each rank's measured traffic priced at 8, 64 and 512 ranks.
     const std::vector<ClusterProfile> profiles = named_cluster_profiles();
@@ -411,12 +465,18 @@ int bench_dispatch(const Arguments& arguments) {
     option_json["placement"] = placement_path.empty() ? "contiguous" : placement_path;
     option_json["policy"] = policy_name;
     option_json["k_hat"] = trainer.controller.k_hat;
-    const auto ratios = [&](const ModeFigures& token_figures, const ModeFigures& option_figures) {
+    option_json["replay_seconds_per_layer"] = option_replay;
+    option_json["decode"]["replay_seconds_per_layer"] = option_decode_replay;
+    const auto ratios = [&](const ModeFigures& token_figures, const ModeFigures& option_figures, double token_replay,
+                            double option_replay_seconds) {
       return nlohmann::json{
           {"remote_bytes_per_token", ratio(option_figures.remote_bytes_per_token, token_figures.remote_bytes_per_token)},
           {"messages_per_step", ratio(option_figures.messages_per_step, token_figures.messages_per_step)},
-          {"seconds_per_layer", ratio(option_figures.seconds_per_layer, token_figures.seconds_per_layer)}};
+          {"seconds_per_layer", ratio(option_figures.seconds_per_layer, token_figures.seconds_per_layer)},
+          {"replay_seconds_per_layer", ratio(option_replay_seconds, token_replay)}};
     };
+    nlohmann::json token_decode_json = token_decode.to_json();
+    token_decode_json["replay_seconds_per_layer"] = token_decode_replay;
     if (values.count("json")) {
       write_json_report(values["json"].as<std::string>(),
                         {{"token",
@@ -427,7 +487,7 @@ int bench_dispatch(const Arguments& arguments) {
                            {"expert_seconds_per_layer", experts},
                            {"counts_exchanges_per_step", static_cast<double>(statistics.counts_exchanges) / calls},
                            {"counts_exchange_skipped_fraction", token_forward.counts_exchange_skipped_fraction},
-                           {"decode", token_decode.to_json()},
+                           {"decode", token_decode_json},
                            // Seconds per layer, mean over ranks; the phases add up to "total".
                            {"breakdown", phases_json(mean, kPhasesStart)},
                            {"page_faults_per_layer", mean[kPageFaults]},
@@ -443,8 +503,8 @@ int bench_dispatch(const Arguments& arguments) {
                              {"total", mean[kFloorDispatch] + mean[kFloorReturn]}}}}},
                          {"option", option_json},
                          {"option_over_token",
-                          {{"teacher_forced", ratios(token_forward, option_forward)},
-                           {"decode", ratios(token_decode, option_decode)}}},
+                          {{"teacher_forced", ratios(token_forward, option_forward, replay, option_replay)},
+                           {"decode", ratios(token_decode, option_decode, token_decode_replay, option_decode_replay)}}},
                          {"modelled", modelled},
                          {"decode_prompt", prompt},
                          {"ratio_to_floor", exchange / floor},

@@ -11,6 +11,13 @@
 # option of ~40 tokens: a cost of 0.01 per token is already about the size of the KL itself.
 # Note: with ep_size 2 the 16 experts are 8 per rank, so a held mask of k_hat > 8 (testbed: 12)
 # always spans both ranks and the cost is a constant; try TEMOE_TRADEOFF_OPTIONS=--controller.k_hat=4.
+# Locality biases (controller.selection_locality_bias: logits taken from other ranks' experts at
+# every selection) in TEMOE_LOCALITY_BIASES, e.g. "1 2 3": each is trained at every cost beside the
+# unbiased run (runs named placed-cost-C-bias-B-seed-S). Unlike the cost, the bias moves the
+# masks themselves toward the home rank, so it trades KL for traffic even when selection is not
+# learned. TEMOE_TRADEOFF_BENCH=1 also runs `temoe bench dispatch` on each run's masks
+# (TEMOE_BENCH_OPTIONS, default "--batch 8 --time 128") and the table adds option/token ratios of
+# remote bytes, messages and replayed exchange time, and the decode steps' skipped counts exchanges.
 # Idempotent: finished runs (eval.json present) are skipped, a trained run is only evaluated.
 # Extra temoe options (train, eval and place) go in TEMOE_TRADEOFF_OPTIONS (e.g. --train.steps=100),
 # extra place options in TEMOE_PLACE_OPTIONS (e.g. --place.set_size=12); ranks in TEMOE_RANKS
@@ -27,6 +34,8 @@ out=${TEMOE_TRADEOFF_DIR:-runs/communication-tradeoff}
 temoe=${TEMOE_BIN:-./build/temoe}
 read -r -a extra <<< "${TEMOE_TRADEOFF_OPTIONS:-}"
 read -r -a place_extra <<< "${TEMOE_PLACE_OPTIONS:-}"
+read -r -a biases <<< "0 ${TEMOE_LOCALITY_BIASES:-}"
+read -r -a bench_options <<< "${TEMOE_BENCH_OPTIONS:---batch 8 --time 128}"
 mkdir -p "$out"
 
 # The token data, made the way launch/run.sh makes them (seeds 1 and 2) if the config's files are missing.
@@ -64,6 +73,10 @@ train_and_eval() {
     nice -n 10 bash launch/mpirun.sh -np "$ranks" "$temoe" eval --config "$config" --run-dir "$run" \
       --parallel.ep_size="$ep" --train.seed="$seed" --json "$run/eval.json" "$@" "${extra[@]}" > "$run.eval.log"
   fi
+  if [[ ${TEMOE_TRADEOFF_BENCH:-0} == 1 && ! -f $run/bench.json ]]; then
+    nice -n 10 bash launch/mpirun.sh -np "$ranks" "$temoe" bench dispatch --config "$config" --run-dir "$run" \
+      --parallel.ep_size="$ep" --train.seed="$seed" --json "$run/bench.json" "${bench_options[@]}" "$@" "${extra[@]}" > "$run.bench.log"
+  fi
   echo "$name: $(tail -n +3 "$run.eval.log" | head -1)"
 }
 
@@ -72,8 +85,12 @@ for seed in $seeds; do
   train_and_eval "reference-seed-$seed" "$seed" --controller.communication_cost=0
   # 2b. The placement, with the cost swept.
   for cost in $costs; do
-    train_and_eval "placed-cost-$cost-seed-$seed" "$seed" \
-      --parallel.placement="$placement" --controller.communication_cost="$cost"
+    for bias in "${biases[@]}"; do
+      name="placed-cost-$cost-seed-$seed"
+      [[ $bias == 0 ]] || name="placed-cost-$cost-bias-$bias-seed-$seed"
+      train_and_eval "$name" "$seed" --parallel.placement="$placement" --controller.communication_cost="$cost" \
+        --controller.selection_locality_bias="$bias"
+    done
   done
 done
 # 3. The table.

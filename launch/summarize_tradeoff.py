@@ -3,7 +3,11 @@
 co-selection placement beside the reference (no placement, cost 0) on the same held-out tokens and
 seeds: switch rate, retention, KL (mean +- standard deviation over seeds), the remote ranks a held
 mask spans relative to the sequence's home rank, and the retention difference to the reference in
-points (paired by seed). Standard library only.
+points (paired by seed). Runs trained with a locality bias (controller.selection_locality_bias) form
+their own rows. Where `temoe bench dispatch` ran on a run's masks (bench.json), the table adds the
+option/token ratios of remote bytes per token, messages per layer and replayed exchange time in
+teacher-forced steps, the replayed time ratio in decode steps and the decode steps' skipped counts
+exchanges (means over seeds). Standard library only.
 
 "remote ranks / mask" is `temoe eval`'s `remote_ranks_per_mask`, measured on the held masks. Runs
 evaluated before eval reported it fall back to what k_hat, the experts E and the run's placement
@@ -68,17 +72,36 @@ def train_remote_bytes(run):
     return sum(values) / len(values) if values else None
 
 
+def bench_ratios(runs):
+    """Means over the runs that have a bench.json: option/token ratios (teacher-forced remote bytes,
+    messages, replayed time; decode replayed time) and the decode steps' skipped counts exchanges."""
+    reports = [json.loads((run / "bench.json").read_text()) for run in runs if (run / "bench.json").exists()]
+    if not reports:
+        return {}
+    picks = {"bytes": lambda r: r["option_over_token"]["teacher_forced"]["remote_bytes_per_token"],
+             "messages": lambda r: r["option_over_token"]["teacher_forced"]["messages_per_step"],
+             "time": lambda r: r["option_over_token"]["teacher_forced"]["replay_seconds_per_layer"],
+             "decode_time": lambda r: r["option_over_token"]["decode"]["replay_seconds_per_layer"],
+             "decode_skipped": lambda r: r["option"]["decode"]["counts_exchange_skipped_fraction"]}
+    return {key: statistics.fmean(pick(r) for r in reports) for key, pick in picks.items()}
+
+
 def main(directory, world):
     directory = pathlib.Path(directory)
-    groups = {}  # (cost, placed) -> {seed: (eval report, run directory)}
+    groups = {}  # (cost, bias, placed) -> {seed: (eval report, run directory)}
     for path in sorted(directory.glob("*-seed-*/eval.json")):
         name = path.parent.name
-        match = re.fullmatch(r"reference-seed-(\d+)", name) or re.fullmatch(r"placed-cost-(.+)-seed-(\d+)", name)
+        match = (re.fullmatch(r"reference-seed-(\d+)", name)
+                 or re.fullmatch(r"placed-cost-([^-]+)-bias-([^-]+)-seed-(\d+)", name)
+                 or re.fullmatch(r"placed-cost-([^-]+)-seed-(\d+)", name))
         if not match:
             continue
-        key = (0.0, False) if name.startswith("reference") else (float(match.group(1)), True)
+        if name.startswith("reference"):
+            key = (0.0, 0.0, False)
+        else:
+            key = (float(match.group(1)), float(match.group(2)) if "-bias-" in name else 0.0, True)
         groups.setdefault(key, {})[int(match.groups()[-1])] = (json.loads(path.read_text()), path.parent)
-    reference = groups.get((0.0, False))
+    reference = groups.get((0.0, 0.0, False))
     if not reference:
         sys.exit(f"no reference-seed-*/eval.json under {directory}")
 
@@ -86,13 +109,16 @@ def main(directory, world):
         q = json.loads(quality.read_text())
         print(f"placement (ep {q['ep_size']}, sets of {q['set_size']} experts from the router): ranks per set "
               f"{q['contiguous']['mean_ranks_spanned']:.3f} contiguous -> {q['placed']['mean_ranks_spanned']:.3f} placed")
-    header = (f"{'cost':>7} {'placement':>9} {'seeds':>5} {'switch rate %':>15} {'retention %':>15} {'KL':>17}"
-              f" {'remote ranks/mask':>17} {'train remote B/tok':>18} {'d retention pts':>16} {'within 2':>8}")
+    benched = any((run / "bench.json").exists() for runs in groups.values() for _, run in runs.values())
+    header = (f"{'cost':>7} {'bias':>5} {'placement':>9} {'seeds':>5} {'switch rate %':>15} {'retention %':>15}"
+              f" {'KL':>17} {'remote ranks/mask':>17} {'train remote B/tok':>18} {'d retention pts':>16} {'within 2':>8}")
+    if benched:
+        header += f" {'bytes x':>7} {'msgs x':>7} {'time x':>7} {'dec time x':>10} {'dec skip %':>10}"
     print(header)
     print("-" * len(header))
     rows = []
-    for (cost, placed) in sorted(groups, key=lambda key: (key[1], key[0])):
-        runs = groups[(cost, placed)]
+    for (cost, bias, placed) in sorted(groups, key=lambda key: (key[2], key[0], key[1])):
+        runs = groups[(cost, bias, placed)]
         reports = [report for report, _ in runs.values()]
         switch = spread([100 * r["switch_rate"] for r in reports])
         retention = spread([100 * r["retention"] for r in reports])
@@ -114,10 +140,17 @@ def main(directory, world):
         paired = [100 * (runs[s][0]["retention"] - reference[s][0]["retention"]) for s in runs if s in reference]
         delta = spread(paired) if paired else (math.nan, math.nan)
         within = "yes" if paired and abs(delta[0]) <= 2 else ("no" if paired else "-")
-        print(f"{cost:>7g} {'yes' if placed else 'no':>9} {len(reports):>5} {switch[0]:>7.2f} +- {switch[1]:<4.2f}"
-              f" {retention[0]:>7.2f} +- {retention[1]:<4.2f} {kl[0]:>7.4f} +- {kl[1]:<6.4f} {remote:>17} {traffic:>18}"
-              f" {delta[0]:>+8.2f} +- {delta[1]:<4.2f} {within:>8}")
-        rows.append({"cost": cost, "placement": placed, "seeds": sorted(runs), "switch_rate": switch,
+        line = (f"{cost:>7g} {bias:>5g} {'yes' if placed else 'no':>9} {len(reports):>5} {switch[0]:>7.2f} +- {switch[1]:<4.2f}"
+                f" {retention[0]:>7.2f} +- {retention[1]:<4.2f} {kl[0]:>7.4f} +- {kl[1]:<6.4f} {remote:>17} {traffic:>18}"
+                f" {delta[0]:>+8.2f} +- {delta[1]:<4.2f} {within:>8}")
+        bench = bench_ratios([run for _, run in runs.values()])
+        if benched:
+            line += (" " + " ".join(f"{bench[k]:>{w}.3f}" if k in bench else f"{'-':>{w}}"
+                                    for k, w in (("bytes", 7), ("messages", 7), ("time", 7), ("decode_time", 10)))
+                     + (f" {100 * bench['decode_skipped']:>10.1f}" if "decode_skipped" in bench else f" {'-':>10}"))
+        print(line)
+        rows.append({"cost": cost, "selection_locality_bias": bias, "placement": placed, "seeds": sorted(runs),
+                     "option_over_token": bench, "switch_rate": switch,
                      "retention": retention, "kl": kl, "remote_ranks_per_mask": [low, high],
                      "train_remote_bytes_per_token": sum(measured) / len(measured) if measured else None,
                      "retention_difference_points": delta})

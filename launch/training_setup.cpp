@@ -21,6 +21,11 @@ TrainerConfig trainer_config_from(const po::variables_map& values) {
   if (controller.communication_cost < 0) {
     TEMOE_FAIL("controller.communication_cost = " << controller.communication_cost << ": expected a non-negative cost");
   }
+  controller.selection_locality_bias = values["controller.selection_locality_bias"].as<double>();
+  if (!(controller.selection_locality_bias >= 0)) {
+    TEMOE_FAIL("controller.selection_locality_bias = " << controller.selection_locality_bias
+                                                       << ": expected a non-negative bias in logits");
+  }
   for (const auto& [key, value] : {std::pair<const char*, int64_t>{"controller.hidden", controller.hidden},
                                    {"controller.embedding_dim", controller.embedding_dim},
                                    {"controller.set_dim", controller.set_dim}}) {
@@ -87,6 +92,9 @@ ControllerConfig controller_config_of_run(const std::filesystem::path& run_direc
   base.hidden = run_values["controller.hidden"].as<int64_t>();
   base.embedding_dim = run_values["controller.embedding_dim"].as<int64_t>();
   base.set_dim = run_values["controller.set_dim"].as<int64_t>();
+  // How the controllers choose masks, not only their shapes: a locality bias they were trained with
+  // is part of the policy.
+  base.selection_locality_bias = run_values["controller.selection_locality_bias"].as<double>();
   return base;
 }
 

@@ -43,6 +43,8 @@ struct DispatchStatistics {
   std::vector<std::vector<int64_t>> call_dispatch_bytes;  // [call][rank]
   std::vector<std::vector<int64_t>> call_return_bytes;    // [call][rank]
   std::vector<std::vector<int32_t>> call_experts;         // [call][N * k] the routing (to replay the call)
+  std::vector<int64_t> call_held_layer;                   // [call] the held masks' layer (-1: a token-mode call)
+  std::vector<std::vector<uint8_t>> call_held_flags;      // [call][N * E] the held masks (empty in token mode)
 
   void reset(int ranks, bool record = false);
 };

@@ -414,6 +414,10 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
     statistics_.call_dispatch_bytes.emplace_back(send_counts.begin(), send_counts.end());
     statistics_.call_return_bytes.emplace_back(return_counts.begin(), return_counts.end());
     statistics_.call_experts.emplace_back(experts.begin(), experts.end());
+    const bool option_call = mode_ == DispatchMode::option && held != nullptr;
+    statistics_.call_held_layer.push_back(option_call ? held->layer : -1);
+    statistics_.call_held_flags.emplace_back();
+    if (option_call) statistics_.call_held_flags.back().assign(held->flags.begin(), held->flags.end());
   }
   clock.lap(phases.combine);
   statistics_.exchange_seconds += std::chrono::duration<double>(Clock::now() - return_start).count();

@@ -22,6 +22,9 @@ struct ControllerConfig {
   // times the number of ranks other than the token's own that own experts of the held mask is
   // taken from that layer's reward, so the controllers can trade retention for traffic.
   double communication_cost = 0.0;
+  // Logits subtracted from every expert of another rank whenever a mask is selected (t = 0 and each
+  // reload): a fixed locality prior (src/learner/selection_locality.hpp), 0 = off.
+  double selection_locality_bias = 0.0;
 };
 
 }  // namespace temoe

@@ -1,6 +1,7 @@
 #include "src/learner/controller_policy.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "src/core/counter_random.hpp"
 #include "src/core/error.hpp"
@@ -8,6 +9,13 @@
 #include "src/learner/random_streams.hpp"
 
 namespace temoe {
+
+ControllerPolicy::ControllerPolicy(std::vector<OptionController>& controllers, bool sample, uint64_t seed,
+                                   SelectionLocality locality)
+    : controllers_(controllers), sample_(sample), seed_(seed), locality_(std::move(locality)) {
+  TEMOE_CHECK(!controllers_.empty(), "controller policy: no controllers");
+  locality_.bias = controllers_.front().config().selection_locality_bias;
+}
 
 LayerDecisions ControllerPolicy::decide(const LayerView& view) {
   HeldMasks held;
@@ -34,7 +42,7 @@ LayerDecisions ControllerPolicy::decide_from(const LayerView& view, int64_t firs
   if (first_position == 0) {
     held.assign(static_cast<size_t>(batch), {});
     for (int64_t b = 0; b < batch; ++b) {
-      held[static_cast<size_t>(b)] = router_top_set(*view.router_logits, b * time, k_hat);
+      held[static_cast<size_t>(b)] = local_router_top_set(*view.router_logits, b * time, k_hat, locality_);
       record_mask(decisions, b * time, held[static_cast<size_t>(b)], held[static_cast<size_t>(b)], true, false);
     }
     first_step = 1;
@@ -48,8 +56,9 @@ LayerDecisions ControllerPolicy::decide_from(const LayerView& view, int64_t firs
   }
   if (first_step >= time) return decisions;
   // Everything that does not depend on the masks, for all positions at once.
-  const HiddenProjection projection =
+  HiddenProjection projection =
       controller.project(std::span<const float>(hidden, static_cast<size_t>(count * d)), count, /*with_selection=*/true);
+  apply_selection_locality(projection.selection_logits, experts, locality_);
   std::vector<int64_t> rows(static_cast<size_t>(batch));
   std::vector<int32_t> row_masks(static_cast<size_t>(batch * k_hat));
   for (int64_t step = first_step; step < time; ++step) {

@@ -10,6 +10,7 @@
 
 #include "src/learner/mask_policy.hpp"
 #include "src/learner/option_controller.hpp"
+#include "src/learner/selection_locality.hpp"
 
 namespace temoe {
 
@@ -19,9 +20,11 @@ using HeldMasks = std::vector<std::vector<int32_t>>;
 
 class ControllerPolicy final : public MaskPolicy {
  public:
-  // sample: draw selections (training); otherwise greedy selections (evaluation).
-  ControllerPolicy(std::vector<OptionController>& controllers, bool sample, uint64_t seed)
-      : controllers_(controllers), sample_(sample), seed_(seed) {}
+  // sample: draw selections (training); otherwise greedy selections (evaluation). locality: where
+  // the experts live, for controller.selection_locality_bias (its bias field is ignored: the
+  // controllers' config gives it).
+  ControllerPolicy(std::vector<OptionController>& controllers, bool sample, uint64_t seed,
+                   SelectionLocality locality = {});
   int64_t k_hat() const override { return controllers_.front().config().k_hat; }
   // Positions 0 .. T-1 of every sequence.
   LayerDecisions decide(const LayerView& view) override;
@@ -35,6 +38,7 @@ class ControllerPolicy final : public MaskPolicy {
   std::vector<OptionController>& controllers_;
   bool sample_;
   uint64_t seed_;
+  SelectionLocality locality_;
 };
 
 }  // namespace temoe

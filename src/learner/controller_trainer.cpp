@@ -52,7 +52,8 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
   const int64_t layers = model_config.num_layers, count = batch.batch * batch.time;
   const std::span<const int64_t> sequence_ids(batch.global_index);
 
-  ControllerPolicy policy(controllers_, /*sample=*/true, config_.seed);
+  const SelectionLocality locality{0.0, config_.expert_owners, config_.home_rank};
+  ControllerPolicy policy(controllers_, /*sample=*/true, config_.seed, locality);
   Rollout teacher, student;
   TokenScores scores;
   std::span<const uint8_t> document_ends(batch.document_ends);
@@ -73,7 +74,7 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
   }
 
   parameters_.zero_gradients();
-  OptionCriticLearner learner(controllers_, world_);
+  OptionCriticLearner learner(controllers_, world_, locality);
   StepMetrics metrics;
   metrics.step = step;
   const std::vector<double> layer_costs = communication_costs(student, config_.controller.communication_cost,

@@ -1,6 +1,7 @@
 #include "src/learner/option_critic_learner.hpp"
 
 #include <cmath>
+#include <utility>
 
 #include "src/core/error.hpp"
 #include "src/learner/advantage_estimation.hpp"
@@ -26,6 +27,12 @@ enum Sum { valid_count, termination_count, selection_count, termination_square, 
 
 }  // namespace
 
+OptionCriticLearner::OptionCriticLearner(std::vector<OptionController>& controllers, Communicator& world,
+                                         SelectionLocality locality)
+    : controllers_(controllers), world_(world), locality_(std::move(locality)) {
+  if (!controllers_.empty()) locality_.bias = controllers_.front().config().selection_locality_bias;
+}
+
 std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout& rollout, std::span<const double> rewards,
                                                                    std::span<const uint8_t> document_end, int64_t batch,
                                                                    int64_t time, std::span<const double> weights,
@@ -50,7 +57,8 @@ std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout
     const Tensor& hidden = rollout.hidden[static_cast<size_t>(layer)];
     const std::span<const float> rows(hidden.data(), static_cast<size_t>(hidden.numel()));
     LayerWork& w = work[static_cast<size_t>(layer)];
-    const HiddenProjection projection = controller.project(rows, count, /*with_selection=*/true);
+    HiddenProjection projection = controller.project(rows, count, /*with_selection=*/true);
+    apply_selection_locality(projection.selection_logits, controller.num_experts(), locality_);
     w.previous = controller.evaluate_rows(projection, {}, decisions.previous_masks);
     w.current = controller.evaluate_rows(projection, {}, decisions.masks);
     w.v_target.assign(static_cast<size_t>(count), 0.0);

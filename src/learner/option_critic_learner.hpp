@@ -12,6 +12,7 @@
 
 #include "parallel/communicator.hpp"
 #include "src/learner/option_controller.hpp"
+#include "src/learner/selection_locality.hpp"
 #include "src/learner/student_rollout.hpp"
 
 namespace temoe {
@@ -27,8 +28,9 @@ struct LayerLosses {
 class OptionCriticLearner {
  public:
   // `world` sums counts and normalisers over all ranks (every rank calls in step).
-  OptionCriticLearner(std::vector<OptionController>& controllers, Communicator& world)
-      : controllers_(controllers), world_(world) {}
+  // locality: the layout the policy's selection_locality_bias was applied on (the selected tuples
+  // are scored with the same biased logits the policy drew them from).
+  OptionCriticLearner(std::vector<OptionController>& controllers, Communicator& world, SelectionLocality locality = {});
 
   // Adds this rank's contribution to every controller parameter's gradient (the caller zeroes
   // them before and all-reduces them after). rewards, document_end: [B * T]. weights: [B * T]
@@ -46,6 +48,7 @@ class OptionCriticLearner {
  private:
   std::vector<OptionController>& controllers_;
   Communicator& world_;
+  SelectionLocality locality_;
 };
 
 }  // namespace temoe

@@ -49,6 +49,13 @@ TEST(BenchDispatch, MasksOfEveryExpertSendWhatTokenModeSendsAndNegotiateOnlyWhen
     expect_mode_keys(report[mode]["decode"]);
   }
   EXPECT_GT(report["floor"]["seconds_per_layer"].get<double>(), 0);
+  // Both modes' calls replayed (teacher-forced and decode), so the time ratios come from the
+  // same conditions.
+  for (const char* workload : {"teacher_forced", "decode"}) {
+    EXPECT_GT(report["option_over_token"][workload]["replay_seconds_per_layer"].get<double>(), 0) << workload;
+  }
+  EXPECT_GT(report["option"]["replay_seconds_per_layer"].get<double>(), 0);
+  EXPECT_GT(report["token"]["decode"]["replay_seconds_per_layer"].get<double>(), 0);
   const nlohmann::json& token = report["token"];
   const nlohmann::json& option = report["option"];
   EXPECT_EQ(option["switch_rate"].get<double>(), 0.0) << "a mask of all 16 experts never needs reloading";

@@ -1,6 +1,7 @@
 // temoe train and temoe eval end to end on a tiny random model and topic data: determinism at a
 // fixed world size, data-parallel equivalence (2 ranks x B = 1 rank x 2B), the deliberation cost
-// holding masks, the objective improving, and the evaluation report with its baselines.
+// holding masks, the objective improving, the evaluation report with its baselines, and a
+// locality bias keeping held masks on their home rank.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -211,6 +212,28 @@ TEST_F(ControllerTraining, EvalReportsTheControllerBesideEveryBaseline) {
   EXPECT_GT(remote, 0.0);
   EXPECT_LE(remote, 1.0);
   EXPECT_EQ(spread["baselines"]["topk"]["remote_ranks_per_mask"].get<double>(), 0.0) << "the teacher holds no mask";
+}
+
+TEST_F(ControllerTraining, ALocalityBiasKeepsEveryHeldMaskOnItsHomeRank) {
+  // 8 experts over 2 ranks: a mask of k_hat = 4 can lie on the home rank alone, and with a bias of
+  // 50 logits every selection (training and the evaluation's greedy one) puts it there.
+  train("local", 2, "--train.steps=2 --controller.selection_locality_bias=50");
+  const std::string program = kBinary + " eval --model " + shell_quote(work_ / "model") + " --data.path=" +
+                              shell_quote(work_ / "data.h5") + " --data.eval_path=" + shell_quote(work_ / "eval.h5") +
+                              " --run-dir " + shell_quote(work_ / "local") +
+                              " --train.sequence_length=32 --train.batch_size=4 --eval.batches=2 --json " +
+                              shell_quote(work_ / "eval-local.json");
+  const auto result = run_shell_command(kMpirun + " -np 2 " + program, std::chrono::seconds(120));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto report = nlohmann::json::parse(std::ifstream(work_ / "eval-local.json"));
+  EXPECT_EQ(report["remote_ranks_per_mask"].get<double>(), 0.0) << "the bias comes from the run's config";
+  EXPECT_GT(report["baselines"]["greedy_cache"]["remote_ranks_per_mask"].get<double>(), 0.0) << "baselines ignore it";
+
+  const auto negative = run_shell_command(kBinary + " train --model " + shell_quote(work_ / "model") + " --data.path=" +
+                                          shell_quote(work_ / "data.h5") + " --run-dir " + shell_quote(work_ / "negative") +
+                                          " --controller.selection_locality_bias=-1");
+  EXPECT_NE(negative.exit_code, 0);
+  EXPECT_NE(negative.output.find("controller.selection_locality_bias = -1"), std::string::npos) << negative.output;
 }
 
 }  // namespace

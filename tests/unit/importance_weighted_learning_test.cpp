@@ -5,38 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <stdexcept>
 
 #include "src/core/counter_random.hpp"
 #include "src/learner/controller_trainer.hpp"
 #include "src/learner/distillation_reward.hpp"
 #include "tests/support/in_memory_model.hpp"
+#include "tests/support/single_process_world.hpp"
 
 namespace temoe {
 namespace {
-
-// A world of one process: sums are the values themselves.
-class SingleProcess final : public Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  std::string backend_name() const override { return "single process"; }
-  void all_reduce_sum(std::span<float>) override {}
-  void all_reduce_sum(std::span<double>) override {}
-  void all_reduce_max(std::span<int64_t>) override {}
-  void all_to_all_v(std::span<const std::byte>, std::span<const size_t>, std::span<const size_t>, std::span<std::byte>,
-                    std::span<const size_t>, std::span<const size_t>) override { unused(); }
-  void all_to_all(std::span<const std::byte>, std::span<std::byte>, size_t) override { unused(); }
-  void broadcast(std::span<std::byte>, int) override {}
-  void barrier() override {}
-  void send(std::span<const std::byte>, int, int) override { unused(); }
-  void receive(std::span<std::byte>, int, int) override { unused(); }
-  std::vector<std::byte> gather_v(std::span<const std::byte> bytes, int) override { return {bytes.begin(), bytes.end()}; }
-  std::unique_ptr<Communicator> split(int, int) override { unused(); }
-
- private:
-  [[noreturn]] static void unused() { throw std::logic_error("the learner test's single-process world has no peers"); }
-};
 
 // A tiny model, its controllers, one teacher-forced rollout and its rewards.
 struct LearnerSetup {
@@ -47,7 +24,7 @@ struct LearnerSetup {
   Rollout student;
   TokenScores scores;
   std::vector<uint8_t> ends;
-  SingleProcess world;
+  testing::SingleProcessWorld world;
 
   LearnerSetup() {
     const int64_t vocabulary = built->config.vocab_size;
