@@ -29,10 +29,19 @@ bool HeldSendPlan::update(std::span<const uint8_t> held_masks, int64_t tokens, c
   return true;
 }
 
+bool HeldSendPlan::needs_agreement(int self) const {
+  if (!agreed_ || tokens_ != agreed_tokens_) return true;
+  for (size_t r = 0; r < send_bounds_.size(); ++r) {
+    if (static_cast<int>(r) != self && send_bounds_[r] > agreed_send_bounds_[r]) return true;
+  }
+  return false;
+}
+
 void HeldSendPlan::agree(std::span<const int64_t> receive_bounds) {
   TEMOE_CHECK(receive_bounds.size() == send_bounds_.size(),
               "held send plan: " << receive_bounds.size() << " receive bounds for " << send_bounds_.size() << " ranks");
   agreed_send_bounds_ = send_bounds_;
+  agreed_tokens_ = tokens_;
   receive_bounds_.assign(receive_bounds.begin(), receive_bounds.end());
   agreed_ = true;
 }

@@ -129,8 +129,8 @@ HeldSendPlan& TokenDispatcher::agree_held_plan(const HeldMasksView& held, std::s
   if (held_plans_.size() <= static_cast<size_t>(held.layer)) held_plans_.resize(static_cast<size_t>(held.layer) + 1);
   HeldSendPlan& held_plan = held_plans_[static_cast<size_t>(held.layer)];
   statistics_.plan_rebuilds += held_plan.update(held.flags, tokens, placement_);
-  // Whether any rank's bounds changed: one flag, reduced. Only then are the bounds exchanged.
-  int64_t disagree = held_plan.needs_agreement();
+  // Whether any rank's bounds grew: one flag, reduced. Only then are the bounds exchanged.
+  int64_t disagree = held_plan.needs_agreement(me);
   communicator_.all_reduce_max(std::span<int64_t>(&disagree, 1));
   ++statistics_.plan_checks;
   if (disagree) {
@@ -143,9 +143,11 @@ HeldSendPlan& TokenDispatcher::agree_held_plan(const HeldMasksView& held, std::s
     ++statistics_.counts_negotiations;
   }
   for (int r = 0; r < ranks; ++r) {
-    TEMOE_CHECK(rows_to_[static_cast<size_t>(r)] <= held_plan.send_bounds()[static_cast<size_t>(r)],
-                "rank " << me << ": layer " << held.layer << " routes " << rows_to_[static_cast<size_t>(r)] << " rows to rank "
-                        << r << ", above the held plan's bound of " << held_plan.send_bounds()[static_cast<size_t>(r)]);
+    // Rows kept on this rank need no agreement: their bound is the current masks'.
+    const int64_t bound = (r == me ? held_plan.proposed_send_bounds() : held_plan.send_bounds())[static_cast<size_t>(r)];
+    TEMOE_CHECK(rows_to_[static_cast<size_t>(r)] <= bound, "rank " << me << ": layer " << held.layer << " routes "
+                                                                    << rows_to_[static_cast<size_t>(r)] << " rows to rank " << r
+                                                                    << ", above the held plan's bound of " << bound);
   }
   return held_plan;
 }
