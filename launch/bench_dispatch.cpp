@@ -164,7 +164,7 @@ int bench_dispatch(const Arguments& arguments) {
       ("warmups", po::value<int>()->default_value(2),
        "untimed forwards first (until the allocator reuses memory instead of mapping fresh pages)")
       ("repeats", po::value<int>()->default_value(3), "timed forwards")
-      ("replays", po::value<int>()->default_value(3),
+      ("replays", po::value<int>()->default_value(10),
        "passes over the forwards' layer calls, each replayed through the dispatcher and through the plain "
        "all-to-all (interleaved, call by call)")
       ("seed", po::value<uint64_t>()->default_value(7), "seed of the random tokens (without data.path)")
