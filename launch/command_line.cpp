@@ -54,8 +54,8 @@ po::options_description configuration_keys() {
       ("controller.communication_cost", po::value<double>()->default_value(0.0),
        "per token and layer: cost per rank other than the token's own that the held mask spans (0: off)")
       ("controller.selection_locality_bias", po::value<double>()->default_value(0.0),
-       "logits subtracted from the experts of other ranks whenever a mask is selected: a locality prior that trades "
-       "retention for traffic (0: off)")
+       "logits subtracted from the experts of other ranks whenever a mask is selected: a locality prior that trades closeness "
+       "to the teacher for traffic (0: off)")
       ("rollout.mode", po::value<std::string>()->default_value("teacher_forced"),
        "teacher_forced: the data's tokens; sampled: the student continues the data's first rollout.prompt_length tokens, "
        "drawing from (1 - rollout.teacher_mix) p_student + rollout.teacher_mix p_teacher, with importance weights")
