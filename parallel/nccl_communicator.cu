@@ -77,6 +77,34 @@ class NcclCommunicator final : public Communicator {
     TEMOE_NCCL_CHECK(ncclGroupEnd(), rank_);
     synchronize();
   }
+  // The counts live on the host, NCCL moves device memory only: they go through a small device
+  // buffer, then the blocks through all_to_all_v. (exchange_with_peers inherits the default,
+  // which comes here: NCCL's point-to-point calls need equal counts on both sides, so bounded
+  // receives are not available.)
+  void all_to_all_v_sized_by_senders(std::span<const std::byte> send, std::span<const size_t> send_counts,
+                                     std::span<const size_t> send_offsets, const PlaceReceived& place) override {
+    const auto ranks = static_cast<size_t>(size_);
+    TEMOE_CHECK(send_counts.size() == ranks, "rank " << rank_ << ": all_to_all_v_sized_by_senders needs " << ranks
+                                                     << " send counts, got " << send_counts.size());
+    std::vector<uint64_t> counts(send_counts.begin(), send_counts.end());
+    void* device_counts = nullptr;
+    TEMOE_CUDA_CHECK(cudaMalloc(&device_counts, 2 * ranks * sizeof(uint64_t)), rank_);
+    auto* sending = static_cast<std::byte*>(device_counts);
+    std::byte* receiving = sending + ranks * sizeof(uint64_t);
+    try {
+      TEMOE_CUDA_CHECK(cudaMemcpy(sending, counts.data(), ranks * sizeof(uint64_t), cudaMemcpyHostToDevice), rank_);
+      all_to_all(std::span<const std::byte>(sending, ranks * sizeof(uint64_t)),
+                 std::span<std::byte>(receiving, ranks * sizeof(uint64_t)), sizeof(uint64_t));
+      TEMOE_CUDA_CHECK(cudaMemcpy(counts.data(), receiving, ranks * sizeof(uint64_t), cudaMemcpyDeviceToHost), rank_);
+    } catch (...) {
+      cudaFree(device_counts);
+      throw;
+    }
+    cudaFree(device_counts);
+    const std::vector<size_t> receive_counts(counts.begin(), counts.end());
+    const ReceivePlacement placement = place(receive_counts);
+    all_to_all_v(send, send_counts, send_offsets, placement.buffer, receive_counts, placement.offsets);
+  }
   void all_to_all(std::span<const std::byte> send, std::span<std::byte> receive, size_t block) override {
     std::vector<size_t> counts(static_cast<size_t>(size_), block), offsets(static_cast<size_t>(size_));
     for (int r = 0; r < size_; ++r) offsets[r] = block * static_cast<size_t>(r);

@@ -81,5 +81,35 @@ TEST_F(NcclCommunicatorTest, AllToAllVMatchesMpi) {
   EXPECT_EQ(to_host(device_receive, total), expected);
 }
 
+TEST_F(NcclCommunicatorTest, ExchangesSizedBySendersAndBetweenPeersMatchMpi) {
+  // Rank r sends (r + d) % 3 rows of 8 bytes to rank d; receivers learn the sizes from the
+  // exchange (token mode), or bound them by 2 rows from every rank that sends (option mode).
+  const int size = mpi_.size(), rank = mpi_.rank();
+  std::vector<size_t> send_counts(size), send_offsets(size);
+  std::vector<uint8_t> send_to(size);
+  std::vector<std::byte> send;
+  for (int d = 0; d < size; ++d) {
+    send_offsets[d] = send.size();
+    send_counts[d] = static_cast<size_t>((rank + d) % 3) * 8;
+    send_to[d] = 1;
+    for (size_t i = 0; i < send_counts[d]; ++i) send.push_back(std::byte(rank * 29 + d * 5 + static_cast<int>(i)));
+  }
+  std::vector<size_t> receive_offsets(size), bounds(size, 16);
+  for (int s = 0; s < size; ++s) receive_offsets[s] = static_cast<size_t>(s) * 16;
+  std::vector<std::byte> expected(static_cast<size_t>(size) * 16);
+  const std::vector<size_t> expected_counts = mpi_.exchange_with_peers(send, send_counts, send_offsets, send_to, expected,
+                                                                       bounds, receive_offsets);
+  std::byte* device_send = to_device(send);
+  std::byte* device_receive = to_device(std::vector<std::byte>(expected.size()));
+  const std::vector<size_t> counts = nccl_->exchange_with_peers(
+      std::span<const std::byte>(device_send, send.size()), send_counts, send_offsets, send_to,
+      std::span<std::byte>(device_receive, expected.size()), bounds, receive_offsets);
+  EXPECT_EQ(counts, expected_counts);
+  const std::vector<std::byte> received = to_host(device_receive, expected.size());
+  for (int s = 0; s < size; ++s) {
+    for (size_t i = 0; i < counts[s]; ++i) EXPECT_EQ(received[receive_offsets[s] + i], expected[receive_offsets[s] + i]);
+  }
+}
+
 }  // namespace
 }  // namespace temoe
