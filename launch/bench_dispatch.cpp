@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <tuple>
@@ -108,6 +109,22 @@ class DispatchReplay {
   SlotRows landed_;
   LocalExpertFunction copy_;
 };
+
+// `passes` passes over two recorded call sequences, interleaved call by call (the longer one's
+// extra calls run alone), so that both see the same conditions; `alongside(call)` runs right
+// after each of the first's calls.
+void replay_interleaved(DispatchReplay& first, DispatchReplay& second, int passes,
+                        const std::function<void(size_t)>& alongside = {}) {
+  for (int pass = 0; pass < passes; ++pass) {
+    for (size_t call = 0; call < std::max(first.calls(), second.calls()); ++call) {
+      if (call < first.calls()) {
+        first.run(call);
+        if (alongside) alongside(call);
+      }
+      if (call < second.calls()) second.run(call);
+    }
+  }
+}
 
 // What each rank reports to rank 0, per layer call: the seconds of the dispatcher in the forward
 // and replayed (each total followed by its phases), of the experts and of the floor's two
@@ -245,7 +262,7 @@ int bench_dispatch(const Arguments& arguments) {
     load_controller(controller_file(run_directory), controller_parameters);
     policy = std::make_unique<ControllerPolicy>(
         controllers, /*sample=*/false, trainer.seed,
-        SelectionLocality{0.0, placed->dispatcher->placement().owners(), placed->grid->ep_rank()});
+        SelectionLocality{placed->dispatcher->placement().owners(), placed->grid->ep_rank()});
     policy_name = run_directory.string();
   } else {
     policy = std::make_unique<GreedyCachePolicy>(trainer.controller.k_hat, placed->config.top_k,
@@ -313,16 +330,10 @@ int bench_dispatch(const Arguments& arguments) {
   {
     DispatchReplay token_calls(*model->dispatcher, statistics, model->config.hidden_size, model->config.top_k);
     DispatchReplay option_calls(*placed->dispatcher, option_statistics, model->config.hidden_size, model->config.top_k);
-    for (int pass = 0; pass < replays; ++pass) {
-      for (size_t call = 0; call < std::max(token_calls.calls(), option_calls.calls()); ++call) {
-        if (call < token_calls.calls()) {
-          token_calls.run(call);
-          floor_dispatch += plain_all_to_all_seconds(group, statistics.call_dispatch_bytes[call]);
-          floor_return += plain_all_to_all_seconds(group, statistics.call_return_bytes[call]);
-        }
-        if (call < option_calls.calls()) option_calls.run(call);
-      }
-    }
+    replay_interleaved(token_calls, option_calls, replays, [&](size_t call) {
+      floor_dispatch += plain_all_to_all_seconds(group, statistics.call_dispatch_bytes[call]);
+      floor_return += plain_all_to_all_seconds(group, statistics.call_return_bytes[call]);
+    });
     replayed = model->dispatcher->statistics();
     option_replayed = placed->dispatcher->statistics();
   }
@@ -330,12 +341,7 @@ int bench_dispatch(const Arguments& arguments) {
     DispatchReplay token_calls(*model->dispatcher, token_decode_statistics, model->config.hidden_size, model->config.top_k);
     DispatchReplay option_calls(*placed->dispatcher, option_decode_statistics, model->config.hidden_size,
                                 model->config.top_k);
-    for (int pass = 0; pass < replays; ++pass) {
-      for (size_t call = 0; call < std::max(token_calls.calls(), option_calls.calls()); ++call) {
-        if (call < token_calls.calls()) token_calls.run(call);
-        if (call < option_calls.calls()) option_calls.run(call);
-      }
-    }
+    replay_interleaved(token_calls, option_calls, replays);
     token_decode_replayed = model->dispatcher->statistics();
     option_decode_replayed = placed->dispatcher->statistics();
   }

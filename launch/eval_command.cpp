@@ -198,7 +198,7 @@ int run_eval(const Arguments& arguments) {
   }
 
   SelectionLocality locality;  // where the experts live, for a controller trained with a locality bias
-  if (model->dispatcher) locality = {0.0, model->dispatcher->placement().owners(), model->grid->ep_rank()};
+  if (model->dispatcher) locality = {model->dispatcher->placement().owners(), model->grid->ep_rank()};
   ControllerPolicy controller_policy(controllers, /*sample=*/false, config.seed, locality);
   FixedMaskPolicy fixed(k_hat);
   GreedyCachePolicy cache(k_hat, model_config.top_k, values["eval.cache_decay"].as<double>());

@@ -31,6 +31,7 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(ncclComm_t communicator, cudaStream_t stream, int rank, int size)
       : communicator_(communicator), stream_(stream), rank_(rank), size_(size) {}
   ~NcclCommunicator() override {
+    if (scratch_) cudaFree(scratch_);
     ncclCommDestroy(communicator_);
     cudaStreamDestroy(stream_);
   }
@@ -87,20 +88,12 @@ class NcclCommunicator final : public Communicator {
     TEMOE_CHECK(send_counts.size() == ranks, "rank " << rank_ << ": all_to_all_v_sized_by_senders needs " << ranks
                                                      << " send counts, got " << send_counts.size());
     std::vector<uint64_t> counts(send_counts.begin(), send_counts.end());
-    void* device_counts = nullptr;
-    TEMOE_CUDA_CHECK(cudaMalloc(&device_counts, 2 * ranks * sizeof(uint64_t)), rank_);
-    auto* sending = static_cast<std::byte*>(device_counts);
-    std::byte* receiving = sending + ranks * sizeof(uint64_t);
-    try {
-      TEMOE_CUDA_CHECK(cudaMemcpy(sending, counts.data(), ranks * sizeof(uint64_t), cudaMemcpyHostToDevice), rank_);
-      all_to_all(std::span<const std::byte>(sending, ranks * sizeof(uint64_t)),
-                 std::span<std::byte>(receiving, ranks * sizeof(uint64_t)), sizeof(uint64_t));
-      TEMOE_CUDA_CHECK(cudaMemcpy(counts.data(), receiving, ranks * sizeof(uint64_t), cudaMemcpyDeviceToHost), rank_);
-    } catch (...) {
-      cudaFree(device_counts);
-      throw;
-    }
-    cudaFree(device_counts);
+    const size_t bytes = ranks * sizeof(uint64_t);
+    std::byte* sending = scratch(2 * bytes);
+    std::byte* receiving = sending + bytes;
+    TEMOE_CUDA_CHECK(cudaMemcpy(sending, counts.data(), bytes, cudaMemcpyHostToDevice), rank_);
+    all_to_all(std::span<const std::byte>(sending, bytes), std::span<std::byte>(receiving, bytes), sizeof(uint64_t));
+    TEMOE_CUDA_CHECK(cudaMemcpy(counts.data(), receiving, bytes, cudaMemcpyDeviceToHost), rank_);
     const std::vector<size_t> receive_counts(counts.begin(), counts.end());
     const ReceivePlacement placement = place(receive_counts);
     all_to_all_v(send, send_counts, send_offsets, placement.buffer, receive_counts, placement.offsets);
@@ -115,10 +108,7 @@ class NcclCommunicator final : public Communicator {
     synchronize();
   }
   void barrier() override {
-    void* flag = nullptr;
-    TEMOE_CUDA_CHECK(cudaMalloc(&flag, sizeof(float)), rank_);
-    all_reduce_sum(std::span<float>(static_cast<float*>(flag), 1));
-    cudaFree(flag);
+    all_reduce_sum(std::span<float>(reinterpret_cast<float*>(scratch(sizeof(float))), 1));
   }
   void send(std::span<const std::byte> bytes, int destination, int) override {
     TEMOE_NCCL_CHECK(ncclSend(bytes.data(), bytes.size(), ncclUint8, destination, communicator_, stream_), rank_);
@@ -145,11 +135,25 @@ class NcclCommunicator final : public Communicator {
 
  private:
   void synchronize() { TEMOE_CUDA_CHECK(cudaStreamSynchronize(stream_), rank_); }
+  // A small device buffer for host-side values that must travel through NCCL (counts, a barrier's
+  // flag), kept across calls: cudaMalloc and cudaFree synchronise the device.
+  std::byte* scratch(size_t bytes) {
+    if (bytes > scratch_bytes_) {
+      if (scratch_) cudaFree(scratch_);
+      scratch_ = nullptr;
+      scratch_bytes_ = 0;
+      TEMOE_CUDA_CHECK(cudaMalloc(&scratch_, bytes), rank_);
+      scratch_bytes_ = bytes;
+    }
+    return static_cast<std::byte*>(scratch_);
+  }
 
   ncclComm_t communicator_;
   cudaStream_t stream_;
   int rank_;
   int size_;
+  void* scratch_ = nullptr;
+  size_t scratch_bytes_ = 0;
 };
 
 }  // namespace

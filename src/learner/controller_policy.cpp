@@ -12,10 +12,7 @@ namespace temoe {
 
 ControllerPolicy::ControllerPolicy(std::vector<OptionController>& controllers, bool sample, uint64_t seed,
                                    SelectionLocality locality)
-    : controllers_(controllers), sample_(sample), seed_(seed), locality_(std::move(locality)) {
-  TEMOE_CHECK(!controllers_.empty(), "controller policy: no controllers");
-  locality_.bias = controllers_.front().config().selection_locality_bias;
-}
+    : controllers_(controllers), sample_(sample), seed_(seed), locality_(std::move(locality)) {}
 
 LayerDecisions ControllerPolicy::decide(const LayerView& view) {
   HeldMasks held;
@@ -25,6 +22,7 @@ LayerDecisions ControllerPolicy::decide(const LayerView& view) {
 LayerDecisions ControllerPolicy::decide_from(const LayerView& view, int64_t first_position, HeldMasks& held) {
   OptionController& controller = controllers_.at(static_cast<size_t>(view.layer));
   const int64_t batch = view.batch, time = view.time, k_hat = controller.config().k_hat;
+  const double bias = controller.config().selection_locality_bias;
   const int64_t d = controller.hidden_size(), experts = controller.num_experts();
   const int64_t count = batch * time;
   TEMOE_CHECK(first_position >= 0, "controller policy: first position " << first_position << " is negative");
@@ -42,7 +40,7 @@ LayerDecisions ControllerPolicy::decide_from(const LayerView& view, int64_t firs
   if (first_position == 0) {
     held.assign(static_cast<size_t>(batch), {});
     for (int64_t b = 0; b < batch; ++b) {
-      held[static_cast<size_t>(b)] = local_router_top_set(*view.router_logits, b * time, k_hat, locality_);
+      held[static_cast<size_t>(b)] = local_router_top_set(*view.router_logits, b * time, k_hat, locality_, bias);
       record_mask(decisions, b * time, held[static_cast<size_t>(b)], held[static_cast<size_t>(b)], true, false);
     }
     first_step = 1;
@@ -58,7 +56,7 @@ LayerDecisions ControllerPolicy::decide_from(const LayerView& view, int64_t firs
   // Everything that does not depend on the masks, for all positions at once.
   HiddenProjection projection =
       controller.project(std::span<const float>(hidden, static_cast<size_t>(count * d)), count, /*with_selection=*/true);
-  apply_selection_locality(projection.selection_logits, experts, locality_);
+  apply_selection_locality(projection.selection_logits, experts, locality_, bias);
   std::vector<int64_t> rows(static_cast<size_t>(batch));
   std::vector<int32_t> row_masks(static_cast<size_t>(batch * k_hat));
   for (int64_t step = first_step; step < time; ++step) {

@@ -21,8 +21,7 @@ using HeldMasks = std::vector<std::vector<int32_t>>;
 class ControllerPolicy final : public MaskPolicy {
  public:
   // sample: draw selections (training); otherwise greedy selections (evaluation). locality: where
-  // the experts live, for controller.selection_locality_bias (its bias field is ignored: the
-  // controllers' config gives it).
+  // the experts live, for the controllers' selection_locality_bias.
   ControllerPolicy(std::vector<OptionController>& controllers, bool sample, uint64_t seed,
                    SelectionLocality locality = {});
   int64_t k_hat() const override { return controllers_.front().config().k_hat; }

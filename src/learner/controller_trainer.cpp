@@ -52,7 +52,7 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
   const int64_t layers = model_config.num_layers, count = batch.batch * batch.time;
   const std::span<const int64_t> sequence_ids(batch.global_index);
 
-  const SelectionLocality locality{0.0, config_.expert_owners, config_.home_rank};
+  const SelectionLocality locality{config_.expert_owners, config_.home_rank};
   ControllerPolicy policy(controllers_, /*sample=*/true, config_.seed, locality);
   Rollout teacher, student;
   TokenScores scores;

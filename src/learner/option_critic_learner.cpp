@@ -29,9 +29,7 @@ enum Sum { valid_count, termination_count, selection_count, termination_square, 
 
 OptionCriticLearner::OptionCriticLearner(std::vector<OptionController>& controllers, Communicator& world,
                                          SelectionLocality locality)
-    : controllers_(controllers), world_(world), locality_(std::move(locality)) {
-  if (!controllers_.empty()) locality_.bias = controllers_.front().config().selection_locality_bias;
-}
+    : controllers_(controllers), world_(world), locality_(std::move(locality)) {}
 
 std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout& rollout, std::span<const double> rewards,
                                                                    std::span<const uint8_t> document_end, int64_t batch,
@@ -58,7 +56,8 @@ std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout
     const std::span<const float> rows(hidden.data(), static_cast<size_t>(hidden.numel()));
     LayerWork& w = work[static_cast<size_t>(layer)];
     HiddenProjection projection = controller.project(rows, count, /*with_selection=*/true);
-    apply_selection_locality(projection.selection_logits, controller.num_experts(), locality_);
+    apply_selection_locality(projection.selection_logits, controller.num_experts(), locality_,
+                             controller.config().selection_locality_bias);
     w.previous = controller.evaluate_rows(projection, {}, decisions.previous_masks);
     w.current = controller.evaluate_rows(projection, {}, decisions.masks);
     w.v_target.assign(static_cast<size_t>(count), 0.0);

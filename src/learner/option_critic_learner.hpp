@@ -28,8 +28,8 @@ struct LayerLosses {
 class OptionCriticLearner {
  public:
   // `world` sums counts and normalisers over all ranks (every rank calls in step).
-  // locality: the layout the policy's selection_locality_bias was applied on (the selected tuples
-  // are scored with the same biased logits the policy drew them from).
+  // locality: where the experts live, for the controllers' selection_locality_bias (the selected
+  // tuples are scored with the same biased logits the policy drew them from).
   OptionCriticLearner(std::vector<OptionController>& controllers, Communicator& world, SelectionLocality locality = {});
 
   // Adds this rank's contribution to every controller parameter's gradient (the caller zeroes

@@ -14,21 +14,22 @@
 
 namespace temoe {
 
+// Where the experts live, seen from the rank whose sequences are being decided (the bias itself
+// is the controllers' config).
 struct SelectionLocality {
-  double bias = 0;                // subtracted from every remote expert's logit (>= 0)
-  std::vector<int> expert_owners; // owner rank of each expert in the expert-parallel group
+  std::vector<int> expert_owners; // owner rank of each expert in the expert-parallel group (empty: all local)
   int home_rank = 0;              // the rank that holds the sequences being decided
 
-  // Whether the bias changes anything: a positive bias and at least one remote expert.
-  bool active() const;
+  // Whether `bias` changes anything here: a positive bias and at least one remote expert.
+  bool active(double bias) const;
 };
 
-// Lowers by locality.bias the logits of remote experts in every row of `logits` ([rows, E]).
-void apply_selection_locality(std::span<float> logits, int64_t experts, const SelectionLocality& locality);
+// Lowers by `bias` the logits of remote experts in every row of `logits` ([rows, E]).
+void apply_selection_locality(std::span<float> logits, int64_t experts, const SelectionLocality& locality, double bias);
 
 // The mask a sequence starts with at t = 0: the router's top-`count` experts at `row`, after the
 // locality bias (the router's own top set when the bias is inactive), ascending ids.
 std::vector<int32_t> local_router_top_set(const Tensor& router_logits, int64_t row, int64_t count,
-                                          const SelectionLocality& locality);
+                                          const SelectionLocality& locality, double bias);
 
 }  // namespace temoe

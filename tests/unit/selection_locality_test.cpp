@@ -18,20 +18,20 @@ namespace {
 
 TEST(SelectionLocality, TheBiasLowersOnlyTheExpertsOfOtherRanks) {
   const std::vector<float> logits = {1.0f, 2.0f, 3.0f, 4.0f, -1.0f, 0.5f, 0.0f, 7.0f};  // 2 rows, 4 experts
-  SelectionLocality locality{2.5, {0, 0, 1, 1}, 1};
+  const SelectionLocality locality{{0, 0, 1, 1}, 1};
   std::vector<float> biased = logits;
-  apply_selection_locality(biased, 4, locality);
+  apply_selection_locality(biased, 4, locality, 2.5);
   EXPECT_EQ(biased, (std::vector<float>{-1.5f, -0.5f, 3.0f, 4.0f, -3.5f, -2.0f, 0.0f, 7.0f}));
   // Off: no bias, or nothing remote.
-  for (const SelectionLocality& inactive : {SelectionLocality{0.0, {0, 0, 1, 1}, 1}, SelectionLocality{2.5, {1, 1, 1, 1}, 1},
-                                           SelectionLocality{2.5, {}, 0}}) {
-    EXPECT_FALSE(inactive.active());
+  for (const auto& [inactive, bias] : {std::pair{locality, 0.0}, std::pair{SelectionLocality{{1, 1, 1, 1}, 1}, 2.5},
+                                        std::pair{SelectionLocality{}, 2.5}}) {
+    EXPECT_FALSE(inactive.active(bias));
     std::vector<float> unchanged = logits;
-    apply_selection_locality(unchanged, 4, inactive);
+    apply_selection_locality(unchanged, 4, inactive, bias);
     EXPECT_EQ(unchanged, logits);
   }
   std::vector<float> wrong_width = logits;
-  EXPECT_THROW(apply_selection_locality(wrong_width, 8, SelectionLocality{1.0, {0, 0, 1, 1}, 1}), std::runtime_error);
+  EXPECT_THROW(apply_selection_locality(wrong_width, 8, locality, 1.0), std::runtime_error);
 }
 
 // A tiny model with 8 experts, the last four owned by the home rank 1.
@@ -75,7 +75,7 @@ TEST(SelectionLocality, ALargeBiasHoldsTheHomeRanksExpertsAtEverySelection) {
   for (const bool sample : {true, false}) {
     ParameterSet parameters;
     auto controllers = make_controllers(parameters, setup.built->config, setup.built->weights, setup.config(50.0), 1);
-    ControllerPolicy biased(controllers, sample, 3, SelectionLocality{0.0, setup.owners, 1});
+    ControllerPolicy biased(controllers, sample, 3, SelectionLocality{setup.owners, 1});
     const auto [foreign, reloads] = setup.foreign_masks_and_reloads(
         run_rollout(*setup.built->model, setup.tokens, setup.batch, setup.time, &biased, setup.ids, 0));
     EXPECT_EQ(foreign, 0) << (sample ? "sampled" : "greedy");
@@ -96,7 +96,7 @@ TEST(SelectionLocality, TheLearnerScoresSelectionsWithTheBiasedLogits) {
   LocalitySetup setup;
   ParameterSet parameters;
   auto controllers = make_controllers(parameters, setup.built->config, setup.built->weights, setup.config(30.0), 1);
-  const SelectionLocality locality{0.0, setup.owners, 1};
+  const SelectionLocality locality{setup.owners, 1};
   ControllerPolicy policy(controllers, true, 3, locality);
   const Rollout teacher = run_rollout(*setup.built->model, setup.tokens, setup.batch, setup.time, nullptr, setup.ids, 0);
   const Rollout student = run_rollout(*setup.built->model, setup.tokens, setup.batch, setup.time, &policy, setup.ids, 0);
