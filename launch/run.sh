@@ -4,7 +4,8 @@
 # mpirun (progress lines, runs/testbed/controller/metrics.jsonl) and evaluates them against the
 # baselines on held-out tokens. A finished run is evaluated again, not retrained
 # (TEMOE_RETRAIN=1 trains afresh). TEMOE_RANKS sets the ranks (default 2).
-set -euo pipefail
+set -Eeuo pipefail
+trap 'status=$?; echo "run: line $LINENO: '\''$BASH_COMMAND'\'' failed with exit $status" >&2; exit $status' ERR
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash launch/setup.sh
 ranks=${TEMOE_RANKS:-2}
