@@ -23,6 +23,8 @@
 #include "src/learner/controller_file.hpp"
 #include "tests/e2e/temoe_commands.hpp"
 #include "tests/support/shell_command.hpp"
+#include "tests/support/numeric_bounds.hpp"
+#include "src/model/model_config.hpp"
 
 namespace temoe {
 namespace {
@@ -156,8 +158,9 @@ TEST_F(CheckpointResume, AnotherControllerShapeIsRefused) {
 }
 
 // Controllers are replicated, so a checkpoint of 2 ranks loads on 1: the parameters, AdamW moments
-// and step come back exactly; the following steps agree with a 2-rank run only to rounding (sums
-// over ranks are added in another order, and the frozen model's GEMMs round rows by position).
+// and step come back exactly; the following steps agree with a 2-rank run to the training
+// reassociation bound of numeric_bounds.hpp (sums over ranks are added in another order, and the
+// frozen model's GEMMs see other row counts), counted from the resume.
 TEST_F(CheckpointResume, TwoRankCheckpointResumesOnOneRank) {
   auto result = train("ws-2", 2, "--train.steps=3");
   ASSERT_EQ(result.exit_code, 0) << result.output;
@@ -177,14 +180,24 @@ TEST_F(CheckpointResume, TwoRankCheckpointResumesOnOneRank) {
   const auto resumed = metrics("ws-2"), straight = metrics("ws-straight");
   ASSERT_EQ(resumed.size(), 6u);
   ASSERT_EQ(straight.size(), 6u);
+  const auto shape = testing::forward_shape(ModelConfig::from_file(work_ / "model" / "config.json"), 32);
+  const int64_t tokens_per_step = 4 * 32, resumed_at = 3;
   for (size_t i = 0; i < resumed.size(); ++i) {
     EXPECT_EQ(resumed[i]["step"].get<int64_t>(), static_cast<int64_t>(i));
     EXPECT_EQ(resumed[i]["tokens"], straight[i]["tokens"]);
+    const int64_t updates_since_resume = static_cast<int64_t>(i) - resumed_at;
     for (const char* key : {"reward", "kl", "gradient_norm"}) {
       const double a = resumed[i][key].get<double>(), b = straight[i][key].get<double>();
-      EXPECT_NEAR(a, b, 1e-5 * std::max(1.0, std::fabs(a))) << key << " at step " << i;
+      if (updates_since_resume < 0) {
+        EXPECT_EQ(a, b) << key << " at step " << i << " (both logged by the 2-rank runs)";
+      } else {
+        const double bound = testing::figure_after_updates_bound(shape, tokens_per_step, updates_since_resume);
+        EXPECT_NEAR(a, b, bound * std::max(1.0, std::fabs(a))) << key << " at step " << i;
+      }
     }
   }
+  const double parameter_bound =
+      testing::training_reassociation_bound(shape, tokens_per_step, static_cast<int64_t>(resumed.size()) - resumed_at);
   const auto one = read_controller_values(work_ / "ws-2" / "controller.h5");
   const auto two = read_controller_values(work_ / "ws-straight" / "controller.h5");
   ASSERT_EQ(one.size(), two.size());
@@ -192,7 +205,7 @@ TEST_F(CheckpointResume, TwoRankCheckpointResumesOnOneRank) {
     const auto& other = two.at(name);
     ASSERT_EQ(values.size(), other.size()) << name;
     for (size_t i = 0; i < values.size(); ++i) {
-      ASSERT_NEAR(values[i], other[i], 1e-6 * std::max(1.0f, std::fabs(values[i]))) << name << "[" << i << "]";
+      ASSERT_NEAR(values[i], other[i], parameter_bound * std::max(1.0f, std::fabs(values[i]))) << name << "[" << i << "]";
     }
   }
 }

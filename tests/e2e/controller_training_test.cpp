@@ -12,6 +12,8 @@
 #include "src/learner/controller_file.hpp"
 #include "tests/e2e/temoe_commands.hpp"
 #include "tests/support/shell_command.hpp"
+#include "tests/support/numeric_bounds.hpp"
+#include "src/model/model_config.hpp"
 
 namespace temoe {
 namespace {
@@ -125,31 +127,42 @@ TEST_F(ControllerTraining, TwoRanksWithBatchBMatchOneRankWithBatch2B) {
   const auto one = train("dp-1", 1, "--train.steps=3");
   const auto two = train("dp-2", 2, "--train.steps=3");
   ASSERT_EQ(one.size(), two.size());
-  // The parameters after a few steps agree to 1e-6. The per-step figures agree to 1e-5: the frozen
-  // model's logits differ in the last bits between world sizes (OpenBLAS rounds a row by its
-  // position in the GEMM), and sums over ranks are added in another order.
+  // Another world size reassociates the frozen model's GEMMs (other row counts) and the sums over
+  // ranks, so parameters and per-step figures agree to the training reassociation bound of
+  // numeric_bounds.hpp (the controllers' own layers are d_model wide, like the model's, and are
+  // inside the bound's forward and backward terms), relative to max(1, |value|). The switch rate is
+  // a count of discrete decisions: it agrees exactly unless a draw lands within the bound of its
+  // beta, which the bound's comment puts well under 1e-2 for this test.
+  const ModelConfig config = ModelConfig::from_file(work_ / "model" / "config.json");
+  const auto shape = testing::forward_shape(config, 32);
+  const int64_t tokens_per_step = 2 * 4 * 32;
   const auto parameters_one = read_controller_values(work_ / "dp-1" / "controller.h5");
   const auto parameters_two = read_controller_values(work_ / "dp-2" / "controller.h5");
   ASSERT_EQ(parameters_one.size(), parameters_two.size());
   ASSERT_GT(parameters_one.size(), 10u);
+  const double parameter_bound = testing::training_reassociation_bound(shape, tokens_per_step, static_cast<int64_t>(one.size()));
   for (const auto& [name, values] : parameters_one) {
     const auto& other = parameters_two.at(name);
     ASSERT_EQ(values.size(), other.size()) << name;
     for (size_t i = 0; i < values.size(); ++i) {
-      ASSERT_NEAR(values[i], other[i], 1e-6 * std::max(1.0f, std::fabs(values[i]))) << name << "[" << i << "]";
+      ASSERT_NEAR(values[i], other[i], parameter_bound * std::max(1.0f, std::fabs(values[i]))) << name << "[" << i << "]";
     }
   }
   for (size_t i = 0; i < one.size(); ++i) {
-    for (const char* key : {"reward", "kl", "switch_rate", "gradient_norm"}) {
+    const double bound = testing::figure_after_updates_bound(shape, tokens_per_step, static_cast<int64_t>(i));
+    for (const char* key : {"reward", "kl", "gradient_norm"}) {
       const double a = one[i][key].get<double>(), b = two[i][key].get<double>();
-      EXPECT_NEAR(a, b, 1e-5 * std::max(1.0, std::fabs(a))) << key << " at step " << i;
+      EXPECT_NEAR(a, b, bound * std::max(1.0, std::fabs(a))) << key << " at step " << i;
     }
+    // The same number of switches: closer than one decision in the step's (token, layer) pairs.
+    const double one_decision = 1.0 / (one[i]["tokens"].get<double>() * static_cast<double>(config.num_layers));
+    EXPECT_NEAR(one[i]["switch_rate"].get<double>(), two[i]["switch_rate"].get<double>(), 0.5 * one_decision) << "step " << i;
     EXPECT_EQ(one[i]["tokens"], two[i]["tokens"]);
     for (size_t layer = 0; layer < one[i]["losses_per_layer"].size(); ++layer) {
       for (const char* key : {"value", "q", "termination", "selection"}) {
         const double a = one[i]["losses_per_layer"][layer][key].get<double>();
         const double b = two[i]["losses_per_layer"][layer][key].get<double>();
-        EXPECT_NEAR(a, b, 1e-5 * std::max(1.0, std::fabs(a))) << key << " of layer " << layer << " at step " << i;
+        EXPECT_NEAR(a, b, bound * std::max(1.0, std::fabs(a))) << key << " of layer " << layer << " at step " << i;
       }
     }
   }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "parallel/mpi_communicator.hpp"
@@ -11,6 +12,7 @@
 #include "src/model/expert_parallel_experts.hpp"
 #include "src/model/moe_transformer.hpp"
 #include "tests/mpi/mpi_test_support.hpp"
+#include "tests/support/numeric_bounds.hpp"
 
 namespace temoe {
 namespace {
@@ -68,14 +70,20 @@ TEST_P(DistributedForward, EqualsSingleProcessForEveryEpSize) {
     if (world.size() % ep != 0 || config.num_experts % ep != 0) continue;
     const auto logits = grid_forward(directory, tokens, ep, world);
     ASSERT_EQ(logits.size(), reference.size());
-    // OpenBLAS rounds a row differently depending on its position in the GEMM (see
-    // cpu_backend.cpp), so across world sizes the logits agree to 1e-6 relative, not bit for bit.
+    // Another world size gives GEMMs of other row counts, which the BLAS may sum in another order:
+    // the logits agree to the reassociation bound of this model's forward (numeric_bounds.hpp),
+    // relative to the largest |logit|, not bit for bit.
+    const double bound = testing::forward_reassociation_bound(testing::forward_shape(config, tokens.shape[1]));
     double difference = 0, scale = 0;
     for (size_t i = 0; i < logits.size(); ++i) {
       difference = std::max(difference, std::fabs(double(logits[i]) - reference[i]));
       scale = std::max(scale, std::fabs(double(reference[i])));
     }
-    EXPECT_LE(difference / scale, 1e-6) << "ep " << ep << " of " << world.size() << " ranks";
+    EXPECT_LE(difference / scale, bound) << "ep " << ep << " of " << world.size() << " ranks";
+    if (world.rank() == 0) {
+      std::printf("[ measured ] %s, %d ranks, ep %d: logits differ by %.3g of the largest, bound %.3g\n",
+                  GetParam().c_str(), world.size(), ep, difference / scale, bound);
+    }
   }
 }
 

@@ -14,6 +14,7 @@
 #include "src/training/gradient_reduction.hpp"
 #include "src/training/training_step.hpp"
 #include "tests/mpi/mpi_test_support.hpp"
+#include "tests/support/numeric_bounds.hpp"
 
 namespace temoe {
 namespace {
@@ -80,9 +81,15 @@ TEST_P(ExpertParallelBackward, EqualsSingleProcessForEveryEpSize) {
   for (int ep = 1; ep <= world.size(); ++ep) {
     if (world.size() % ep != 0 || config.num_experts % ep != 0) continue;
     const Result got = train_step(directory, batch, &world, ep);
-    EXPECT_NEAR(got.losses.total, reference.losses.total, 1e-6 * reference.losses.total) << "ep " << ep;
+    // The loss is a forward (other GEMM row counts, reassociated); the gradients are a forward, a
+    // backward and sums over the batch's tokens split over ranks: one step of the training bound.
+    // The routing counts are discrete and compared exactly (numeric_bounds.hpp).
+    const testing::ForwardShape shape = testing::forward_shape(config, kTime);
+    const double loss_bound = testing::forward_reassociation_bound(shape);
+    const double gradient_bound = testing::training_reassociation_bound(shape, kBatch * kTime, 1);
+    EXPECT_NEAR(got.losses.total, reference.losses.total, loss_bound * reference.losses.total) << "ep " << ep;
     EXPECT_EQ(got.losses.expert_fractions, reference.losses.expert_fractions) << "ep " << ep;
-    EXPECT_NEAR(got.norm, reference.norm, 1e-5 * reference.norm) << "ep " << ep;
+    EXPECT_NEAR(got.norm, reference.norm, gradient_bound * reference.norm) << "ep " << ep;
     double worst = 0.0;
     std::string worst_name;
     for (const auto& [name, gradient] : got.gradients) {
@@ -104,11 +111,11 @@ TEST_P(ExpertParallelBackward, EqualsSingleProcessForEveryEpSize) {
     const int64_t expected_tensors = static_cast<int64_t>(reference.gradients.size()) -
                                      3 * config.num_layers * (config.num_experts - config.num_experts / ep);
     EXPECT_EQ(static_cast<int64_t>(got.gradients.size()), expected_tensors) << "ep " << ep;
-    EXPECT_TRUE(testing::all_ranks(world, worst <= 1e-5))
+    EXPECT_TRUE(testing::all_ranks(world, worst <= gradient_bound))
         << "ep " << ep << " of " << world.size() << " ranks: worst relative error " << worst << " in " << worst_name;
     if (world.rank() == 0) {
-      std::printf("[ measured ] %s, %d ranks, ep %d: worst gradient error %.3g (%s)\n", GetParam().c_str(), world.size(),
-                  ep, worst, worst_name.c_str());
+      std::printf("[ measured ] %s, %d ranks, ep %d: worst gradient error %.3g (%s), bound %.3g\n", GetParam().c_str(),
+                  world.size(), ep, worst, worst_name.c_str(), gradient_bound);
     }
   }
 }
