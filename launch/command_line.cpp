@@ -40,6 +40,11 @@ po::options_description configuration_keys() {
       ("train.checkpoint_every", po::value<int64_t>()->default_value(0),
        "steps between checkpoints in the run directory (0: only at the end; one is always written at the end and on SIGTERM/SIGUSR1)")
       ("train.keep_checkpoints", po::value<int>()->default_value(3), "committed checkpoints kept in the run directory (0: all)")
+      ("train.max_nonfinite_steps", po::value<int64_t>()->default_value(3),
+       "consecutive steps with a non-finite loss or gradient (on any rank) that are skipped before the run stops with an error")
+      ("train.watchdog_seconds", po::value<int64_t>()->default_value(600),
+       "seconds a rank may go without reaching a step boundary before it ends the whole job with exit status 4, naming "
+       "itself, its phase and the step (0: no watchdog)")
       ("controller.k_hat", po::value<int64_t>()->default_value(8), "experts in a held mask (k <= k_hat <= E)")
       ("controller.eta", po::value<double>()->default_value(0.02), "deliberation cost of a switch")
       ("controller.hidden", po::value<int64_t>()->default_value(64), "width of the controller MLPs")

@@ -17,6 +17,7 @@ trap 'status=$?; echo "fresh_machine_check: line $LINENO: '\''$BASH_COMMAND'\'' 
 project=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 root=${TEMOE_FRESH_ROOT:-/var/tmp/temoe-fresh-root}
 ref=${TEMOE_FRESH_REF:-HEAD}
+commit=$(git -C "$project" rev-parse --verify "$ref^{commit}") || { echo "fresh_machine_check: '$ref' is not a commit of $project" >&2; exit 1; }
 
 say() { echo "fresh_machine_check: $*"; }
 fail() {
@@ -94,7 +95,7 @@ mkdir -p "$root/dev/shm"
 mkdir -p "$root/tmp" && chmod 1777 "$root/tmp"
 
 git clone --quiet --no-hardlinks "$project" "$root/root/temoe"
-git -C "$root/root/temoe" checkout --quiet "$(git -C "$project" rev-parse "$ref")"
+git -C "$root/root/temoe" checkout --quiet "$commit"
 say "cloned $(git -C "$root/root/temoe" log -1 --format='%h %s' | cut -c1-80)"
 
 # run_in_root NAME COMMAND: one README command, in a login-like clean environment, timed.
@@ -116,7 +117,7 @@ run_in_root run "bash launch/run.sh"
 run_in_root test-again "bash launch/setup.sh"
 
 echo
-echo "fresh machine check ($(git -C "$project" rev-parse --short "$ref"), $(nproc) cores, $(lscpu 2> /dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')):"
+echo "fresh machine check (${commit:0:7}, $(nproc) cores, $(lscpu 2> /dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')):"
 printf '  %-32s exit %s, %5s s\n' "bash launch/test.sh" "${statuses[test]}" "${seconds[test]}"
 printf '  %-32s exit %s, %5s s\n' "bash launch/run.sh" "${statuses[run]}" "${seconds[run]}"
 printf '  %-32s exit %s, %5s s\n' "bash launch/setup.sh (again)" "${statuses[test-again]}" "${seconds[test-again]}"

@@ -25,6 +25,8 @@
 #include "src/model/model_presets.hpp"
 #include "src/model/safetensors_checkpoint.hpp"
 #include "src/training/pretraining.hpp"
+#include "src/io/atomic_file.hpp"
+#include "src/io/run_directory_lock.hpp"
 
 namespace temoe::launch {
 
@@ -67,9 +69,11 @@ void keep_metrics_until(const fs::path& path, int64_t step) {
       if (!json.is_discarded() && json.contains("step") && json["step"].get<int64_t>() <= step) kept.push_back(line);
     }
   }
-  std::ofstream stream(path, std::ios::trunc);
-  if (!stream) TEMOE_FAIL(path.string() << ": cannot open for writing");
-  for (const auto& line : kept) stream << line << "\n";
+  // Replaced atomically: a full disk or a crash here leaves the old lines, never half of them.
+  if (!fs::exists(path)) return;
+  write_file_atomically(path, [&](std::ostream& stream) {
+    for (const auto& line : kept) stream << line << "\n";
+  });
 }
 
 nlohmann::json pretraining_settings(const PretrainingOptions& options) {
@@ -143,6 +147,10 @@ int run_pretrain(const Arguments& arguments) {
   MpiSession session(&argc, &argv);
   MpiCommunicator world;
   training.validate(world.size());
+  // One writer per run directory, taken before anything in it is read or deleted (run_directory_lock.hpp).
+  std::optional<RunDirectoryLock> lock;
+  if (world.rank() == 0) lock.emplace(run_directory, std::cout);
+  world.barrier();
 
   const data::TokenDataset dataset = data::read_token_dataset(data_path);
   const ModelConfig config = pretraining_config(values, dataset);

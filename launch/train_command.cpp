@@ -16,11 +16,16 @@
 #include "launch/progress_log.hpp"
 #include "launch/resume_placement.hpp"
 #include "launch/training_setup.hpp"
+#include "launch/fault_injection.hpp"
+#include "launch/model_content_hash.hpp"
+#include "launch/resume_check.hpp"
+#include "launch/step_watchdog.hpp"
 #include "parallel/mpi_communicator.hpp"
 #include "src/checkpoint/checkpoint.hpp"
 #include "src/checkpoint/checkpoint_directory.hpp"
 #include "src/core/error.hpp"
 #include "src/io/atomic_file.hpp"
+#include "src/io/run_directory_lock.hpp"
 
 namespace temoe::launch {
 
@@ -116,7 +121,10 @@ int run_train(const Arguments& arguments) {
       ("run-dir", po::value<std::string>(),
        "run directory: resolved config, metrics.jsonl, controller parameters, checkpoints (ckpt-<step>.h5 and latest)")
       ("resume", po::bool_switch(), "continue from the run directory's latest checkpoint (an error if it has none); "
-                                    "without it, a run directory holding a checkpoint is resumed all the same");
+                                    "without it, a run directory holding a checkpoint is resumed all the same")
+      ("allow-config-change", po::bool_switch(),
+       "resume even though keys that change the run's trajectory (controller.*, rollout.*, train.seed, batch_size, "
+       "sequence_length, learning_rate, weight_decay, clip_norm, data.path, the model weights' content) differ from the checkpoint's");
   const auto parsed = parse_command_line("train", arguments, options);
   if (parsed.help) {
     std::cout << command_help("[mpirun -np N] temoe train --config FILE --run-dir DIR [--train.steps=N] [--train.seed=S] "
@@ -143,9 +151,18 @@ int run_train(const Arguments& arguments) {
   char** argv = nullptr;
   MpiSession session(&argc, &argv);
   MpiCommunicator world;
+  // Before any loading: a USR1/TERM during start-up (a preemption while a large model loads) is
+  // then a request to stop, answered below with the checkpoint-and-stop status, not a kill.
+  install_stop_handlers();
+  pause_in_start_up_if_asked(world.rank(), stop_requested);
   if (global_batch % world.size() != 0) {
     TEMOE_FAIL("train.batch_size = " << global_batch << " is not a multiple of the " << world.size() << " ranks");
   }
+  // One writer per run directory: rank 0 takes the lock before any rank reads or deletes anything
+  // in it, and holds it to exit (run_directory_lock.hpp). A refusal ends the job with its message.
+  std::optional<RunDirectoryLock> lock;
+  if (world.rank() == 0) lock.emplace(run_directory, std::cout);
+  world.barrier();
   // Resume: every rank reads the latest checkpoint (it is small), before the model: the expert
   // placement it was trained with decides which experts this rank loads (resume_placement.hpp).
   std::optional<LoadedCheckpoint> loaded;
@@ -163,8 +180,10 @@ int run_train(const Arguments& arguments) {
                                         return placement.placement;
                                       });
   set_dispatch_mode(*model, values["parallel.dispatch"].as<std::string>());
+  model->config.check_positions(time, "train.sequence_length = " + std::to_string(time));
   const ModelIdentity identity = model_identity(*model);
   if (loaded) check_model_identity(loaded->checkpoint, identity);
+  const std::string weights_hash = hash_text(model_content_hash(model->weights, *model->grid, world));
   const data::TokenDataset dataset = read_training_data(values, false, "train");
   if (dataset.vocab_size > model->config.vocab_size) {
     TEMOE_FAIL(dataset.path.string() << ": vocabulary of " << dataset.vocab_size << " tokens exceeds the model's "
@@ -174,6 +193,17 @@ int run_train(const Arguments& arguments) {
   if (model->dispatcher) {  // the communication cost is priced on this run's expert placement
     config.expert_owners = model->dispatcher->placement().owners();
     config.home_rank = model->grid->ep_rank();
+  }
+  if (const auto injection = nonfinite_injection_from_environment()) {
+    config.inject_nonfinite_step = injection->step;
+    config.inject_nonfinite_rank = injection->rank;
+    config.inject_nonfinite_count = injection->count;
+  }
+  const int64_t max_nonfinite_steps = values["train.max_nonfinite_steps"].as<int64_t>();
+  const int64_t watchdog_seconds = values["train.watchdog_seconds"].as<int64_t>();
+  if (watchdog_seconds < 0) TEMOE_FAIL("train.watchdog_seconds = " << watchdog_seconds << ": expected 0 (off) or more");
+  if (max_nonfinite_steps < 1) {
+    TEMOE_FAIL("train.max_nonfinite_steps = " << max_nonfinite_steps << ": expected at least 1");
   }
   ControllerTrainer trainer(*model->transformer, model->weights, config, world);
   const int64_t checkpoint_every = values["train.checkpoint_every"].as<int64_t>();
@@ -201,18 +231,31 @@ int run_train(const Arguments& arguments) {
     if (first_step > steps) {
       TEMOE_FAIL(loaded->file.string() << ": the checkpoint is at step " << first_step << ", past train.steps = " << steps);
     }
+    // Keys that change the trajectory are refused (resume_check.hpp), the weights' content included;
+    // every rank decides alike from the same files, so every rank refuses.
+    std::string before = checkpoint.config, after = configuration;
+    const auto stored = nlohmann::json::parse(checkpoint.metrics, nullptr, false);
+    if (stored.is_object() && stored.contains("model_content_hash")) {
+      before += "\n[model]\nweights_content_hash = " + stored["model_content_hash"].get<std::string>() + "\n";
+      after += "\n[model]\nweights_content_hash = " + weights_hash + "\n";
+    }
+    const auto refused = configuration_changes(before, after, true);
+    if (!refused.empty() && !values["allow-config-change"].as<bool>()) {
+      std::ostringstream message;
+      message << loaded->file.string() << ": resuming would change the run's trajectory:";
+      for (const auto& change : refused) message << " " << change.key << " was " << change.before << ", now " << change.after << ";";
+      message << " resume with the checkpoint's values, use another --run-dir, or pass --allow-config-change";
+      TEMOE_FAIL(message.str());
+    }
     if (world.rank() == 0) {
-      // Keys changed since the checkpoint (train.steps, say) are allowed; say which.
-      std::istringstream before(checkpoint.config), after(configuration);
-      std::vector<std::string> old_lines, new_lines;
-      for (std::string line; std::getline(before, line);) old_lines.push_back(line);
-      for (std::string line; std::getline(after, line);) new_lines.push_back(line);
-      std::string section;
-      for (const std::string& line : new_lines) {
-        if (!line.empty() && line.front() == '[') section = line;
-        else if (std::find(old_lines.begin(), old_lines.end(), line) == old_lines.end()) {
-          std::printf("temoe train: note: changed since the checkpoint: %s %s\n", section.c_str(), line.c_str());
-        }
+      for (const auto& change : refused) {
+        std::printf("temoe train: note: --allow-config-change: %s was %s, now %s\n", change.key.c_str(),
+                    change.before.c_str(), change.after.c_str());
+      }
+      // Keys that do not change the trajectory (train.steps, say) may change; say which.
+      for (const auto& change : configuration_changes(before, after, false)) {
+        std::printf("temoe train: note: changed since the checkpoint: %s = %s (was %s)\n", change.key.c_str(),
+                    change.after.c_str(), change.before.c_str());
       }
       std::printf("temoe train: resuming from %s at step %lld (written by %d ranks, now %d)%s\n", loaded->file.c_str(),
                   static_cast<long long>(first_step), checkpoint.world_size(), world.size(),
@@ -247,23 +290,55 @@ int run_train(const Arguments& arguments) {
     checkpoint.tokens = total_tokens;
     checkpoint.parameter_sets.push_back(capture_parameter_set("controller", trainer.parameters(), &trainer.optimizer()));
     checkpoint.ranks.assign(static_cast<size_t>(world.size()), RankState{{0}, {completed}});
-    checkpoint.metrics = nlohmann::json{{"tokens", total_tokens}}.dump();
+    checkpoint.metrics = nlohmann::json{{"tokens", total_tokens}, {"model_content_hash", weights_hash}}.dump();
     checkpoint.expert_placement = recorded_placement;
     const auto file = checkpoints->commit(checkpoint);
     std::printf("temoe train: checkpoint %s\n", file.c_str());
     std::fflush(stdout);
   };
 
-  install_stop_handlers();
+  // A signal that arrived during start-up: nothing new to save, the run resumes from where it was.
+  int64_t stopped_in_start_up = stop_requested ? 1 : 0;
+  world.all_reduce_max(std::span<int64_t>(&stopped_in_start_up, 1));
+  if (stopped_in_start_up != 0) {
+    if (world.rank() == 0) {
+      std::printf("temoe train: stopped by a signal during start-up, before step %lld; nothing new to save; resume "
+                  "with the same command\n",
+                  static_cast<long long>(first_step));
+      std::fflush(stdout);
+    }
+    world.barrier();
+    return kCheckpointAndExitCode;
+  }
+
   const auto slice = data::data_parallel_slice(global_batch, world.rank(), world.size());
+  int64_t nonfinite_in_a_row = 0, nonfinite_steps = 0;
+  const std::optional<FaultPoint> stall = stall_point_from_environment();
+  StepWatchdog watchdog(std::chrono::seconds(watchdog_seconds), world.rank());
   for (int64_t step = first_step; step < steps; ++step) {
+    watchdog.boundary(step);
+    watchdog.phase("rollouts and learner");
     const auto start = std::chrono::steady_clock::now();
     const data::SequenceBatch batch = sampler.batch(step, global_batch, slice.first, slice.count);
     if (model->dispatcher) model->dispatcher->reset_statistics();
+    if (stall && stall->rank == world.rank() && stall->layer == step) {
+      watchdog.phase("injected stall (TEMOE_STALL_INJECTION)");
+      stall_forever();
+    }
     const StepMetrics metrics = trainer.step(batch, step);
+    watchdog.phase("step figures and agreement");
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     total_tokens += metrics.tokens;
-    // The expert exchange of this step (teacher and student rollouts), summed over the world.
+    // Every rank took the same decision (controller_trainer.cpp), so every rank counts alike.
+    nonfinite_in_a_row = metrics.skipped_nonfinite ? nonfinite_in_a_row + 1 : 0;
+    nonfinite_steps += metrics.skipped_nonfinite ? 1 : 0;
+    if (metrics.skipped_nonfinite && world.rank() == 0) {
+      std::printf("temoe train: warning: step %lld has a non-finite loss or gradient on some rank; its update is "
+                  "skipped (%lld in a row, %lld in this run; train.max_nonfinite_steps = %lld)\n",
+                  static_cast<long long>(step), static_cast<long long>(nonfinite_in_a_row),
+                  static_cast<long long>(nonfinite_steps), static_cast<long long>(max_nonfinite_steps));
+      std::fflush(stdout);
+    }    // The expert exchange of this step (teacher and student rollouts), summed over the world.
     std::optional<nlohmann::json> dispatch;
     if (model->dispatcher) {
       const DispatchStatistics& statistics = model->dispatcher->statistics();
@@ -277,12 +352,22 @@ int run_train(const Arguments& arguments) {
     if (log) {
       nlohmann::json line = metrics_json(metrics, static_cast<double>(metrics.tokens) / seconds);
       if (dispatch) line["dispatch"] = *dispatch;
+      line["skipped_nonfinite"] = metrics.skipped_nonfinite;
+      line["nonfinite_steps"] = nonfinite_steps;
       log->record(step, line, metrics.tokens, metrics.switch_rate, metrics.kl);
+    }
+    if (nonfinite_in_a_row >= max_nonfinite_steps) {
+      // The parameters are still the last finite ones and no checkpoint holds a non-finite value.
+      TEMOE_FAIL("temoe train: " << nonfinite_in_a_row << " steps in a row (up to step " << step
+                                 << ") had a non-finite loss or gradient (train.max_nonfinite_steps = "
+                                 << max_nonfinite_steps << "); stopping. The checkpoints in " << run_directory.string()
+                                 << " hold the last finite parameters; look at the data and the learning rate");
     }
     const int64_t completed = step + 1;
     int64_t stop = stop_requested ? 1 : 0;
     world.all_reduce_max(std::span<int64_t>(&stop, 1));
     if (stop != 0 || (checkpoint_every > 0 && completed % checkpoint_every == 0) || completed == steps) {
+      watchdog.phase("checkpoint commit");
       save_checkpoint(completed);
     }
     if (stop != 0 && completed < steps) {

@@ -13,6 +13,7 @@
 
 #include "src/checkpoint/checkpoint_file.hpp"
 #include "src/io/atomic_file.hpp"
+#include "src/io/run_directory_lock.hpp"
 
 namespace temoe {
 
@@ -33,19 +34,11 @@ int64_t checkpoint_step(const std::string& name) {
   return error == std::errc() && end == digits.data() + digits.size() ? step : -1;
 }
 
-// Temporaries of an interrupted commit: ".ckpt-<step>.h5.tmp-<pid>" and ".latest.tmp-<pid>".
+// Temporaries of an interrupted commit: ".ckpt-<step>.h5.tmp-<host>-<pid>" and ".latest.tmp-<host>-<pid>".
+// Removing them is safe because the run directory's one writer holds its lock (run_directory_lock.hpp).
 bool is_temporary(const std::string& name) {
   return (name.starts_with(".ckpt-") || name.starts_with(std::string(".") + kLatestName)) &&
          name.find(".tmp-") != std::string::npos;
-}
-
-void fsync_directory(const fs::path& directory) {
-  const int descriptor = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (descriptor < 0) TEMOE_FAIL(directory.string() << ": cannot open the directory for fsync: " << std::strerror(errno));
-  const int status = ::fsync(descriptor);
-  const int saved = errno;
-  ::close(descriptor);
-  if (status != 0) TEMOE_FAIL(directory.string() << ": fsync of the directory failed: " << std::strerror(saved));
 }
 
 std::ostream& warning_stream(const LoadOptions& options) { return options.warnings != nullptr ? *options.warnings : std::cerr; }
@@ -101,7 +94,7 @@ CheckpointDirectory::CheckpointDirectory(fs::path run_directory, int keep_last)
 fs::path CheckpointDirectory::commit(const Checkpoint& checkpoint) {
   const std::string name = checkpoint_file_name(checkpoint.step);
   const fs::path target = directory_ / name;
-  const fs::path temporary = directory_ / ("." + name + ".tmp-" + std::to_string(::getpid()));
+  const fs::path temporary = directory_ / ("." + name + ".tmp-" + temporary_suffix());
   try {
     write_checkpoint_file(temporary, checkpoint);  // ends with fsync of the file
     fs::rename(temporary, target);

@@ -1,19 +1,23 @@
 #include "src/checkpoint/checkpoint_file.hpp"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
 #include "src/checkpoint/content_hash.hpp"
 #include "src/checkpoint/fletcher32.hpp"
+#include "src/core/checked_size.hpp"
 #include "src/io/hdf5_handle.hpp"
 
 namespace temoe {
@@ -231,6 +235,16 @@ class Writer {
   std::vector<std::byte> buffer_;  // one chunk and its checksum, reused
 };
 
+// The first element that is NaN or infinite, or -1. A checkpoint never holds one: a non-finite
+// parameter or moment would be committed over the last good state and resumed from forever after.
+int64_t first_non_finite(const Tensor& tensor) {
+  const float* values = tensor.data();
+  for (int64_t i = 0; i < tensor.numel(); ++i) {
+    if (!std::isfinite(values[i])) return i;
+  }
+  return -1;
+}
+
 void validate_name(const std::string& name, const std::string& what) {
   TEMOE_CHECK(!name.empty() && name != "." && name.find('/') == std::string::npos,
               "checkpoint: " << what << " name '" << name << "' must be non-empty and contain no '/'");
@@ -276,6 +290,15 @@ void validate(const Checkpoint& checkpoint) {
       if (set.has_optimizer) {
         check_shape(set.first_moments[i], set.values[i].shape(), "checkpoint first moment");
         check_shape(set.second_moments[i], set.values[i].shape(), "checkpoint second moment");
+      }
+      for (const auto& [tensor, what] : {std::pair{&set.values[i], "value"},
+                                         std::pair{set.has_optimizer ? &set.first_moments[i] : nullptr, "exp_avg"},
+                                         std::pair{set.has_optimizer ? &set.second_moments[i] : nullptr, "exp_avg_sq"}}) {
+        if (tensor == nullptr) continue;
+        const int64_t bad = first_non_finite(*tensor);
+        TEMOE_CHECK(bad < 0, "checkpoint: refusing to write a non-finite " << what << " of parameter '"
+                                 << set.parameter_names[i] << "' in '" << set.name << "': element " << bad << " is "
+                                 << tensor->data()[bad]);
       }
     }
   }
@@ -350,6 +373,7 @@ class Reader {
     }
     if (size == 0) damaged("the file is empty (0 bytes), expected an HDF5 checkpoint");
     verify_header_and_content(size);
+    file_bytes_ = size;
     const hid_t file = H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) damaged("the HDF5 file cannot be opened (" + std::to_string(size) + " bytes; truncated or corrupted?)");
     return Handle(file, H5Fclose);
@@ -465,6 +489,7 @@ class Reader {
     std::vector<hsize_t> dims(static_cast<size_t>(rank));
     if (H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr) < 0) damaged("unreadable shape of " + full);
     opened.shape.assign(dims.begin(), dims.end());
+    check_stored_size(opened, dims, full);
     // Every dataset of a temoe checkpoint is checksummed; one without the filter was not written by us.
     Handle properties(H5Dget_create_plist(opened.dataset.get()), H5Pclose);
     if (!properties.valid() || H5Pget_nfilters(properties.get()) < 1 ||
@@ -472,6 +497,29 @@ class Reader {
       damaged("dataset " + full + " has no Fletcher32 checksum, expected on every dataset of a temoe checkpoint");
     }
     return opened;
+  }
+
+  // Refuses, before anything is allocated, a dataset whose shape and element size claim more bytes
+  // than the whole file holds (the writer stores data uncompressed), or whose element count
+  // overflows: a small file must not make the reader ask for gigabytes.
+  void check_stored_size(const Opened& opened, const std::vector<hsize_t>& dims, const std::string& full) const {
+    for (const hsize_t extent : dims) {
+      if (extent > static_cast<hsize_t>(std::numeric_limits<int64_t>::max())) {
+        damaged("dataset " + full + " has shape " + offset_text(dims) + ", expected extents of at most " +
+                std::to_string(std::numeric_limits<int64_t>::max()));
+      }
+    }
+    int64_t bytes = 0;
+    try {
+      bytes = checked_bytes(opened.shape, static_cast<int64_t>(H5Tget_size(opened.type.get())), "dataset " + full);
+    } catch (const Error& error) {
+      damaged(error.what());
+    }
+    if (static_cast<uint64_t>(bytes) > file_bytes_) {
+      damaged("dataset " + full + " has shape " + shape_string(opened.shape) + " of " +
+              std::to_string(H5Tget_size(opened.type.get())) + "-byte elements (" + std::to_string(bytes) +
+              " bytes), more than the whole file (" + std::to_string(file_bytes_) + " bytes)");
+    }
   }
 
   void expect_type(const Opened& opened, H5T_class_t type_class, size_t bytes, const std::string& full,
@@ -617,6 +665,7 @@ class Reader {
 
  private:
   fs::path path_;
+  mutable uint64_t file_bytes_ = 0;        // the file's size, set by open_file
   mutable std::vector<std::byte> buffer_;  // one chunk and its checksum, reused
 };
 
@@ -671,6 +720,14 @@ std::optional<StoredPlacement> read_expert_placement(const Reader& reader, hid_t
   return placement;
 }
 
+void refuse_non_finite(const Reader& reader, const Tensor& tensor, const std::string& dataset) {
+  const int64_t bad = first_non_finite(tensor);
+  if (bad >= 0) {
+    reader.damaged("dataset " + dataset + " holds a non-finite value (element " + std::to_string(bad) + " is " +
+                   std::to_string(tensor.data()[bad]) + "); a checkpoint holds finite values only");
+  }
+}
+
 ParameterSetState read_parameter_set(const Reader& reader, hid_t sets, const std::string& name) {
   const std::string full = "/parameter_sets/" + name;
   Handle group = reader.open_group(sets, name, full);
@@ -687,10 +744,12 @@ ParameterSetState read_parameter_set(const Reader& reader, hid_t sets, const std
     Handle parameter_group = reader.open_group(group.get(), parameter, parameter_path);
     set.parameter_names.push_back(parameter);
     set.values.push_back(reader.read_tensor(parameter_group.get(), "value", parameter_path + "/value"));
+    refuse_non_finite(reader, set.values.back(), parameter_path + "/value");
     if (set.has_optimizer) {
       for (const auto& [moment, list] : {std::pair{"exp_avg", &set.first_moments}, std::pair{"exp_avg_sq", &set.second_moments}}) {
         const std::string moment_path = parameter_path + "/" + moment;
         list->push_back(reader.read_tensor(parameter_group.get(), moment, moment_path));
+        refuse_non_finite(reader, list->back(), moment_path);
         if (list->back().shape() != set.values.back().shape()) {
           reader.damaged("dataset " + moment_path + " has shape " + shape_string(list->back().shape()) +
                          ", expected the parameter's shape " + shape_string(set.values.back().shape()));
@@ -701,10 +760,36 @@ ParameterSetState read_parameter_set(const Reader& reader, hid_t sets, const std
   return set;
 }
 
+// Bytes the file will take at least: every tensor's data, the texts, and HDF5's metadata (a
+// generous 64 KiB plus 4 KiB per dataset).
+uint64_t estimated_file_bytes(const Checkpoint& checkpoint) {
+  uint64_t bytes = kHeaderBytes + (64u << 10) + checkpoint.config.size() + checkpoint.metrics.size();
+  for (const auto& set : checkpoint.parameter_sets) {
+    for (const auto* tensors : {&set.values, &set.first_moments, &set.second_moments}) {
+      for (const Tensor& tensor : *tensors) bytes += static_cast<uint64_t>(tensor.numel()) * sizeof(float) + (4u << 10);
+    }
+  }
+  return bytes;
+}
+
+// Refuses a write that cannot fit before any byte is written: a full disk is then a clear message
+// and not a failure deep inside HDF5 (whose file would stay open, unflushable, to the end).
+void check_free_space(const fs::path& path, uint64_t needed) {
+  struct statvfs file_system {};
+  const fs::path directory = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  if (::statvfs(directory.c_str(), &file_system) != 0) return;  // unknown: the write itself will tell
+  const uint64_t available = static_cast<uint64_t>(file_system.f_bavail) * file_system.f_frsize;
+  if (available < needed) {
+    TEMOE_FAIL(path.string() << ": cannot write checkpoint: it needs about " << needed << " bytes and the file system of "
+                             << directory.string() << " has " << available << " free");
+  }
+}
+
 }  // namespace
 
 void write_checkpoint_file(const fs::path& path, const Checkpoint& checkpoint) {
   validate(checkpoint);
+  check_free_space(path, estimated_file_bytes(checkpoint));
   const hdf5::SilenceErrors silence;
   Writer writer(path);
   Handle file = writer.create_file();

@@ -8,8 +8,10 @@
 #include <limits>
 #include <sstream>
 
+#include "src/core/checked_size.hpp"
 #include "src/core/error.hpp"
 #include "src/data/hdf5_handles.hpp"
+#include "src/io/run_directory_lock.hpp"
 
 namespace temoe::data {
 
@@ -204,6 +206,36 @@ std::string describe_shape(hid_t space) {
 
 bool has_link(hid_t file, const char* name) { return H5Lexists(file, name, H5P_DEFAULT) > 0; }
 
+// deflate, the filter h5py users compress with, expands at most 1032-fold (zlib's technical
+// details, "Maximum compression factor"); other filters compress less.
+constexpr uint64_t kMaximumCompressionRatio = 1032;
+
+// Refuses, before anything is allocated, a dataset whose header claims more data than the file can
+// hold: a 100-byte file must not make the reader ask for 160 GB. Without filters every byte of the
+// data is in the file; with compression at most kMaximumCompressionRatio times the file size.
+void check_stored_size(hid_t file, hid_t dataset, const std::string& origin, const char* name, hsize_t elements,
+                       size_t element_bytes) {
+  const std::string what = origin + ": /" + name;
+  if (elements > static_cast<hsize_t>(std::numeric_limits<int64_t>::max())) {
+    TEMOE_FAIL(what << " has shape [" << elements << "]; expected at most " << std::numeric_limits<int64_t>::max()
+                    << " elements");
+  }
+  const int64_t count = static_cast<int64_t>(elements);
+  const auto bytes = static_cast<uint64_t>(checked_bytes(std::span<const int64_t>(&count, 1),
+                                                         static_cast<int64_t>(element_bytes), what));
+  hsize_t file_bytes = 0;
+  if (H5Fget_filesize(file, &file_bytes) < 0) TEMOE_FAIL(origin << ": cannot determine the file size");
+  const Hdf5Handle properties(H5Dget_create_plist(dataset), H5Pclose);
+  const int filters = properties.valid() ? H5Pget_nfilters(properties.get()) : 0;
+  const uint64_t ratio = filters > 0 ? kMaximumCompressionRatio : 1;
+  if (bytes / ratio > file_bytes) {
+    TEMOE_FAIL(what << " has shape [" << elements << "] of " << element_bytes << "-byte integers (" << bytes
+                    << " bytes), but the file has only " << file_bytes << " bytes"
+                    << (filters > 0 ? " (more than deflate's maximum compression could expand)" : "")
+                    << "; the dataset header is corrupt or the file is truncated");
+  }
+}
+
 // Reads a one-dimensional dataset of signed integers as wide as T into native T (either byte order).
 template <typename T>
 std::vector<T> read_vector(hid_t file, const std::string& origin, const char* name, hid_t memory_type,
@@ -224,6 +256,7 @@ std::vector<T> read_vector(hid_t file, const std::string& origin, const char* na
   }
   hsize_t elements = 0;
   H5Sget_simple_extent_dims(space.get(), &elements, nullptr);
+  check_stored_size(file, dataset.get(), origin, name, elements, sizeof(T));
   std::vector<T> values(elements);
   if (elements > 0 && H5Dread(dataset.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0) {
     TEMOE_FAIL(origin << ": cannot read /" << name << " (" << elements << " values)");
@@ -231,10 +264,16 @@ std::vector<T> read_vector(hid_t file, const std::string& origin, const char* na
   return values;
 }
 
-bool has_attribute(hid_t file, const char* name) { return H5Aexists(file, name) > 0; }
+// H5Aexists fails (rather than answering no) when the attribute is there but cannot be decoded: a
+// damaged attribute is refused, not taken for an absent one (which would silently use a default).
+bool has_attribute(hid_t file, const std::string& origin, const char* name) {
+  const htri_t exists = H5Aexists(file, name);
+  if (exists < 0) TEMOE_FAIL(origin << ": attribute '" << name << "' on the root group cannot be read (damaged file?)");
+  return exists > 0;
+}
 
 int64_t read_integer_attribute(hid_t file, const std::string& origin, const char* name) {
-  if (!has_attribute(file, name)) TEMOE_FAIL(origin << ": no attribute '" << name << "' on the root group");
+  if (!has_attribute(file, origin, name)) TEMOE_FAIL(origin << ": no attribute '" << name << "' on the root group");
   const Hdf5Handle attribute(H5Aopen(file, name, H5P_DEFAULT), H5Aclose);
   const Hdf5Handle type(H5Aget_type(attribute.get()), H5Tclose);
   const Hdf5Handle space(H5Aget_space(attribute.get()), H5Sclose);
@@ -321,7 +360,7 @@ void write_token_dataset(const fs::path& path, const TokenDataset& dataset) {
   validate_token_dataset(dataset, origin);
   const Hdf5QuietErrors quiet;
   const fs::path directory = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  const fs::path temporary = directory / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  const fs::path temporary = directory / ("." + path.filename().string() + ".tmp-" + temporary_suffix());
   try {
     write_hdf5_file(temporary, origin, dataset);
     fsync_path(temporary, false);
@@ -340,7 +379,7 @@ TokenDataset read_token_dataset(const fs::path& path) {
   const Hdf5Handle file = open_for_reading(path);
   TokenDataset dataset;
   dataset.path = path;
-  if (!has_attribute(file.get(), "format_version")) {
+  if (!has_attribute(file.get(), origin, "format_version")) {
     TEMOE_FAIL(origin << ": no attribute 'format_version' on the root group: not a temoe token-data file");
   }
   const int64_t version = read_integer_attribute(file.get(), origin, "format_version");
@@ -349,7 +388,7 @@ TokenDataset read_token_dataset(const fs::path& path) {
                       << kTokenDataFormatVersion << ")");
   }
   dataset.vocab_size = read_integer_attribute(file.get(), origin, "vocab_size");
-  if (has_attribute(file.get(), "generator")) dataset.generator = read_string_attribute(file.get(), origin, "generator");
+  if (has_attribute(file.get(), origin, "generator")) dataset.generator = read_string_attribute(file.get(), origin, "generator");
   dataset.tokens = read_vector<int32_t>(file.get(), origin, "tokens", H5T_NATIVE_INT32, "int32");
   dataset.document_offsets =
       read_vector<int64_t>(file.get(), origin, "document_offsets", H5T_NATIVE_INT64, "int64");

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "src/core/error.hpp"
+#include "src/io/run_directory_lock.hpp"
 
 namespace temoe {
 
@@ -24,9 +25,12 @@ void fsync_path(const std::filesystem::path& path, bool directory) {
 
 }  // namespace
 
+void fsync_file(const std::filesystem::path& path) { fsync_path(path, false); }
+void fsync_directory(const std::filesystem::path& directory) { fsync_path(directory, true); }
+
 void write_file_atomically(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
   const auto directory = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  const auto temporary = directory / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  const auto temporary = directory / ("." + path.filename().string() + ".tmp-" + temporary_suffix());
   try {
     {
       std::ofstream stream(temporary, std::ios::binary | std::ios::trunc);
@@ -34,6 +38,9 @@ void write_file_atomically(const std::filesystem::path& path, const std::functio
       write(stream);
       stream.flush();
       if (!stream) TEMOE_FAIL(temporary.string() << ": write failed: " << std::strerror(errno));
+      // close() writes what the stream still buffers: a full disk can show here first.
+      stream.close();
+      if (stream.fail()) TEMOE_FAIL(temporary.string() << ": close failed: " << std::strerror(errno));
     }
     fsync_path(temporary, false);
     std::filesystem::rename(temporary, path);

@@ -10,4 +10,8 @@ namespace temoe {
 
 void write_file_atomically(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write);
 
+// fsync(2) of a file, or of a directory (which makes a rename in it durable); throws naming the path.
+void fsync_file(const std::filesystem::path& path);
+void fsync_directory(const std::filesystem::path& directory);
+
 }  // namespace temoe

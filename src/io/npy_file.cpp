@@ -1,10 +1,12 @@
 #include "src/io/npy_file.hpp"
 
+#include <charconv>
 #include <cstring>
 #include <fstream>
-#include <regex>
+#include <limits>
 #include <sstream>
 
+#include "src/core/checked_size.hpp"
 #include "src/core/error.hpp"
 #include "src/io/atomic_file.hpp"
 
@@ -17,6 +19,54 @@ struct NpyHeader {
   Shape shape;
   std::streamoff data_offset = 0;
 };
+
+constexpr const char* kSpace = " \t\r\n";
+
+// Where the value of `key` starts in the header's Python dict literal (after "'key'", blanks, ':'
+// and blanks), or npos. A plain search, not std::regex: libstdc++'s regex recurses once per
+// character matched, so a long corrupt header would overflow the stack.
+size_t value_start(const std::string& header, const char* key) {
+  const std::string quoted = std::string("'") + key + "'";
+  const size_t found = header.find(quoted);
+  if (found == std::string::npos) return found;
+  const size_t colon = header.find_first_not_of(kSpace, found + quoted.size());
+  if (colon == std::string::npos || header[colon] != ':') return std::string::npos;
+  return header.find_first_not_of(kSpace, colon + 1);
+}
+
+// The value of `key` from its `open` character up to and including the next `close` character.
+std::string delimited_value(const std::string& header, const char* key, char open, char close,
+                            const std::filesystem::path& path) {
+  const size_t begin = value_start(header, key);
+  const size_t end = begin == std::string::npos || header[begin] != open ? std::string::npos : header.find(close, begin + 1);
+  if (end == std::string::npos) {
+    TEMOE_FAIL(path.string() << ": .npy header has no '" << key << "' (expected '" << key << "': " << open << "..." << close
+                             << ")");
+  }
+  return header.substr(begin, end - begin + 1);
+}
+
+// "(2, 3)" or "(5,)" or "()" into extents; each must be a non-negative decimal integer.
+Shape parse_extents(const std::string& text, const std::filesystem::path& path) {
+  Shape shape;
+  std::stringstream extents(text.substr(1, text.size() - 2));
+  std::string item;
+  while (std::getline(extents, item, ',')) {
+    const size_t first = item.find_first_not_of(kSpace);
+    if (first == std::string::npos) continue;
+    const size_t last = item.find_last_not_of(kSpace);
+    int64_t extent = -1;
+    const char* begin = item.data() + first;
+    const char* end = item.data() + last + 1;
+    const auto [stop, error] = std::from_chars(begin, end, extent);
+    if (error != std::errc() || stop != end || extent < 0) {
+      TEMOE_FAIL(path.string() << ": .npy header has shape " << text << "; extent '" << std::string(begin, end)
+                               << "' is not an integer in [0, " << std::numeric_limits<int64_t>::max() << "]");
+    }
+    shape.push_back(extent);
+  }
+  return shape;
+}
 
 NpyHeader read_header(std::ifstream& stream, const std::filesystem::path& path) {
   char magic[8];
@@ -41,35 +91,29 @@ NpyHeader read_header(std::ifstream& stream, const std::filesystem::path& path) 
   if (!stream) TEMOE_FAIL(path.string() << ": truncated .npy header");
   NpyHeader parsed;
   parsed.data_offset = stream.tellg();
-  std::smatch match;
-  if (!std::regex_search(header, match, std::regex(R"('descr'\s*:\s*'([^']*)')"))) {
-    TEMOE_FAIL(path.string() << ": .npy header has no 'descr'");
-  }
-  parsed.descr = match[1];
-  if (std::regex_search(header, match, std::regex(R"('fortran_order'\s*:\s*True)"))) {
+  const std::string descr = delimited_value(header, "descr", '\'', '\'', path);
+  parsed.descr = descr.substr(1, descr.size() - 2);
+  const size_t fortran = value_start(header, "fortran_order");
+  if (fortran != std::string::npos && header.compare(fortran, 4, "True") == 0) {
     TEMOE_FAIL(path.string() << ": Fortran-ordered arrays are not supported; save a C-ordered array");
   }
-  if (!std::regex_search(header, match, std::regex(R"('shape'\s*:\s*\(([^)]*)\))"))) {
-    TEMOE_FAIL(path.string() << ": .npy header has no 'shape'");
-  }
-  std::stringstream extents(match[1].str());
-  std::string item;
-  while (std::getline(extents, item, ',')) {
-    if (item.find_first_not_of(" ") == std::string::npos) continue;
-    parsed.shape.push_back(std::stoll(item));
-  }
+  parsed.shape = parse_extents(delimited_value(header, "shape", '(', ')', path), path);
   return parsed;
 }
 
-void check_data_size(std::ifstream& stream, const std::filesystem::path& path, const NpyHeader& header, size_t item) {
+// Bytes of data the header's shape needs, refused before anything is allocated when the file does
+// not hold them (a 100-byte file must not be able to ask for 160 GB).
+size_t check_data_size(std::ifstream& stream, const std::filesystem::path& path, const NpyHeader& header, size_t item) {
+  const int64_t needed = checked_bytes(header.shape, static_cast<int64_t>(item), path.string());
   stream.seekg(0, std::ios::end);
-  const auto available = static_cast<uint64_t>(stream.tellg() - header.data_offset);
-  const auto needed = static_cast<uint64_t>(element_count(header.shape)) * item;
-  if (available < needed) {
+  const std::streamoff end = stream.tellg();
+  const auto available = end > header.data_offset ? static_cast<uint64_t>(end - header.data_offset) : uint64_t{0};
+  if (available < static_cast<uint64_t>(needed)) {
     TEMOE_FAIL(path.string() << ": shape " << shape_string(header.shape) << " needs " << needed << " data bytes, the file has "
                              << available << " (truncated?)");
   }
   stream.seekg(header.data_offset);
+  return static_cast<size_t>(needed) / item;
 }
 
 void write_npy(const std::filesystem::path& path, const char* descr, const Shape& shape, const void* data, size_t bytes) {
@@ -99,15 +143,14 @@ IntegerArray read_integer_npy(const std::filesystem::path& path) {
   const NpyHeader header = read_header(stream, path);
   IntegerArray array;
   array.shape = header.shape;
-  const auto count = static_cast<size_t>(element_count(header.shape));
-  array.values.resize(count);
   if (header.descr == "<i4") {
-    check_data_size(stream, path, header, 4);
+    const size_t count = check_data_size(stream, path, header, 4);
     std::vector<int32_t> narrow(count);
     stream.read(reinterpret_cast<char*>(narrow.data()), static_cast<std::streamsize>(count * 4));
-    std::copy(narrow.begin(), narrow.end(), array.values.begin());
+    array.values.assign(narrow.begin(), narrow.end());
   } else if (header.descr == "<i8") {
-    check_data_size(stream, path, header, 8);
+    const size_t count = check_data_size(stream, path, header, 8);
+    array.values.resize(count);
     stream.read(reinterpret_cast<char*>(array.values.data()), static_cast<std::streamsize>(count * 8));
   } else {
     TEMOE_FAIL(path.string() << ": dtype '" << header.descr << "', expected int32 ('<i4') or int64 ('<i8')");

@@ -3,7 +3,11 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <vector>
+
 #include "src/core/error.hpp"
+#include "src/io/atomic_file.hpp"
 #include "src/io/hdf5_handle.hpp"
 
 namespace temoe {
@@ -20,13 +24,19 @@ void write_text_attribute(hid_t object, const char* name, const std::string& tex
   H5Awrite(attribute.get(), type.get(), text.c_str());
 }
 
-}  // namespace
-
-void save_controller(const std::filesystem::path& path, const ParameterSet& parameters, const std::string& config_text) {
-  const auto temporary = path.parent_path() / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()));
+// The file is built in memory (HDF5's core driver, no backing store) and its image returned: the
+// bytes then go to disk through one checked write, so a full disk fails there, cleanly, and never
+// inside HDF5 (whose file would stay open, unflushable, until the process ends).
+std::vector<char> controller_file_image(const std::filesystem::path& path, const ParameterSet& parameters,
+                                        const std::string& config_text) {
+  const hdf5::SilenceErrors silence;
+  Handle access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  if (!access.valid() || H5Pset_fapl_core(access.get(), 1 << 16, false) < 0) {
+    TEMOE_FAIL(path.string() << ": cannot set up an in-memory HDF5 file");
+  }
+  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()), H5Fclose);
+  if (!file.valid()) TEMOE_FAIL(path.string() << ": cannot create an HDF5 file");
   {
-    Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-    if (!file.valid()) TEMOE_FAIL(temporary.string() << ": cannot create an HDF5 file");
     write_text_attribute(file.get(), "config", config_text);
     write_text_attribute(file.get(), "format", "temoe controller 1");
     Handle group(H5Gcreate2(file.get(), "parameters", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
@@ -41,12 +51,37 @@ void save_controller(const std::filesystem::path& path, const ParameterSet& para
                      H5Dclose);
       if (!dataset.valid() ||
           H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, parameter.value.data()) < 0) {
-        TEMOE_FAIL(temporary.string() << ": writing parameter '" << parameter.name << "' failed");
+        TEMOE_FAIL(path.string() << ": writing parameter '" << parameter.name << "' failed");
       }
     }
-    H5Fflush(file.get(), H5F_SCOPE_GLOBAL);
   }
-  std::filesystem::rename(temporary, path);
+  if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) TEMOE_FAIL(path.string() << ": flushing the in-memory file failed");
+  const ssize_t size = H5Fget_file_image(file.get(), nullptr, 0);
+  if (size <= 0) TEMOE_FAIL(path.string() << ": cannot size the in-memory file");
+  std::vector<char> image(static_cast<size_t>(size));
+  if (H5Fget_file_image(file.get(), image.data(), image.size()) != size) {
+    TEMOE_FAIL(path.string() << ": cannot copy the in-memory file");
+  }
+  return image;
+}
+
+}  // namespace
+
+// Durable like a checkpoint commit (write_file_atomically): a temporary beside the target, every
+// write and the close checked, fsync, rename, fsync of the directory. A failure at any point (a full disk, say) removes
+// the temporary and leaves the previous controller.h5 as it was.
+void save_controller(const std::filesystem::path& path, const ParameterSet& parameters, const std::string& config_text) {
+  for (const auto& parameter : parameters.parameters()) {
+    const float* values = parameter.value.data();
+    for (int64_t i = 0; i < parameter.value.numel(); ++i) {
+      if (!std::isfinite(values[i])) {
+        TEMOE_FAIL(path.string() << ": refusing to write parameter '" << parameter.name << "': element " << i
+                                 << " is " << values[i] << " (a controller file holds finite values only)");
+      }
+    }
+  }
+  const std::vector<char> image = controller_file_image(path, parameters, config_text);
+  write_file_atomically(path, [&](std::ostream& stream) { stream.write(image.data(), static_cast<std::streamsize>(image.size())); });
 }
 
 namespace {

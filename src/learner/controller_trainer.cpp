@@ -1,5 +1,9 @@
 #include "src/learner/controller_trainer.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
 #include "optim/gradient_clipping.hpp"
 #include "src/core/error.hpp"
 #include "src/learner/controller_policy.hpp"
@@ -85,12 +89,33 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
                                                 layer_costs);
 
   // Gradients of the global mean: every rank added its share, the sum over ranks is the total.
+  // One extra element carries this rank's verdict on its own losses and rewards into the sum.
   std::vector<float> gradients = parameters_.flatten_gradients();
+  bool locally_finite = std::all_of(scores.reward.begin(), scores.reward.end(), [](double r) { return std::isfinite(r); });
+  for (const LayerLosses& layer : metrics.losses) {
+    locally_finite = locally_finite && std::isfinite(layer.value) && std::isfinite(layer.q_value) &&
+                     std::isfinite(layer.termination) && std::isfinite(layer.selection);
+  }
+  if (config_.inject_nonfinite_step >= 0 && step >= config_.inject_nonfinite_step &&
+      step < config_.inject_nonfinite_step + config_.inject_nonfinite_count && world_.rank() == config_.inject_nonfinite_rank) {
+    locally_finite = false;
+  }
+  gradients.push_back(locally_finite ? 0.0f : std::numeric_limits<float>::quiet_NaN());
   world_.all_reduce_sum(std::span<float>(gradients));
-  parameters_.unflatten_gradients(gradients);
-  metrics.gradient_norm = clip_gradient_norm(parameters_, config_.clip_norm);
-  optimizer_->step();
-  for (auto& controller : controllers_) controller.clamp_termination_bias();
+  // Every rank now holds the same bits, so every rank takes the same decision: a non-finite value
+  // anywhere skips the update rather than writing NaN into the parameters and moments, which the
+  // next checkpoints would commit over the last good ones.
+  metrics.skipped_nonfinite = !std::all_of(gradients.begin(), gradients.end(), [](float g) { return std::isfinite(g); });
+  gradients.pop_back();
+  if (metrics.skipped_nonfinite) {
+    parameters_.zero_gradients();
+    metrics.gradient_norm = std::numeric_limits<double>::quiet_NaN();
+  } else {
+    parameters_.unflatten_gradients(gradients);
+    metrics.gradient_norm = clip_gradient_norm(parameters_, config_.clip_norm);
+    optimizer_->step();
+    for (auto& controller : controllers_) controller.clamp_termination_bias();
+  }
 
   // Figures, summed over ranks: reward, KL, tokens, then per layer the routing counts.
   std::vector<double> sums = {0, 0, static_cast<double>(count)};

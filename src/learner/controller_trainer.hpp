@@ -37,6 +37,12 @@ struct TrainerConfig {
   // (empty: one rank holds every expert, nothing is remote) and this rank's place in its group.
   std::vector<int> expert_owners;
   int home_rank = 0;
+  // Fault injection for tests: world rank `inject_nonfinite_rank` puts a NaN into its gradient at
+  // `inject_nonfinite_count` steps from `inject_nonfinite_step` on (-1: never). temoe train sets it
+  // from TEMOE_NONFINITE_INJECTION.
+  int64_t inject_nonfinite_step = -1;
+  int inject_nonfinite_rank = 0;
+  int64_t inject_nonfinite_count = 1;
 };
 
 // Global figures of one step (summed over ranks).
@@ -54,6 +60,9 @@ struct StepMetrics {
   std::vector<double> mean_option_duration_per_layer;
   std::vector<double> utilization_entropy_per_layer;
   std::vector<LayerLosses> losses;
+  // A NaN or infinity in any rank's losses, rewards or gradients: the update was not applied (the
+  // parameters and AdamW moments are those before the step), every rank agreeing.
+  bool skipped_nonfinite = false;
 };
 
 // Per layer and token (layer-major, [layers * N]): cost_per_rank times the ranks other than

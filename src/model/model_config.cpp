@@ -1,7 +1,10 @@
 #include "src/model/model_config.hpp"
 
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "src/core/error.hpp"
 
@@ -33,8 +36,8 @@ class JsonFields {
   double positive_number(const char* key, double fallback) const {
     if (!present(key)) return fallback;
     const auto& value = json_[key];
-    if (!value.is_number() || value.get<double>() <= 0) {
-      TEMOE_FAIL(source_ << ": key '" << key << "' is " << value.dump() << ", expected a positive number");
+    if (!value.is_number() || !(value.get<double>() > 0) || !std::isfinite(value.get<double>())) {
+      TEMOE_FAIL(source_ << ": key '" << key << "' is " << value.dump() << ", expected a positive finite number");
     }
     return value.get<double>();
   }
@@ -99,7 +102,16 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& json, const std::string
   config.num_layers = fields.positive_integer("num_hidden_layers");
   config.num_heads = fields.positive_integer("num_attention_heads");
   config.num_kv_heads = fields.positive_integer("num_key_value_heads", config.num_heads);
-  config.head_dim = fields.positive_integer("head_dim", config.hidden_size / config.num_heads);
+  config.head_dim = fields.positive_integer("head_dim", 0);
+  if (config.head_dim == 0) {
+    // Hugging Face's default (MixtralConfig, OlmoeConfig): hidden_size / num_attention_heads.
+    if (config.hidden_size % config.num_heads != 0) {
+      TEMOE_FAIL(source << ": key 'head_dim' is missing and hidden_size " << config.hidden_size
+                        << " is not a multiple of num_attention_heads " << config.num_heads
+                        << "; expected head_dim = hidden_size / num_attention_heads to be an integer >= 1");
+    }
+    config.head_dim = config.hidden_size / config.num_heads;
+  }
   config.num_experts = fields.positive_integer(mixtral ? "num_local_experts" : "num_experts");
   config.top_k = fields.positive_integer("num_experts_per_tok");
   config.max_position_embeddings = fields.positive_integer("max_position_embeddings", 4096);
@@ -130,7 +142,82 @@ ModelConfig ModelConfig::from_file(const std::filesystem::path& config_json) {
   return from_json(json, config_json.string());
 }
 
+namespace {
+
+// The largest value each size may take. They bound what a corrupt or hostile config.json can make
+// temoe allocate or multiply, far above every published model (vocabularies of 256k, d_model 16k,
+// 256 experts, 128 layers): sizes 2^24, counts 2^16; positions are int32 row indices
+// (model_config.hpp).
+struct SizeBound {
+  const char* key;  // the config.json key
+  int64_t ModelConfig::*field;
+  int64_t bound;
+};
+
+std::vector<SizeBound> size_bounds(Architecture architecture) {
+  const bool mixtral = architecture == Architecture::mixtral;
+  return {
+      {"vocab_size", &ModelConfig::vocab_size, kMaximumModelSize},
+      {"hidden_size", &ModelConfig::hidden_size, kMaximumModelSize},
+      {"intermediate_size", &ModelConfig::expert_ffn_size, kMaximumModelSize},
+      {"num_hidden_layers", &ModelConfig::num_layers, kMaximumModelCount},
+      {"num_attention_heads", &ModelConfig::num_heads, kMaximumModelCount},
+      {"num_key_value_heads", &ModelConfig::num_kv_heads, kMaximumModelCount},
+      {"head_dim", &ModelConfig::head_dim, kMaximumModelSize},
+      {mixtral ? "num_local_experts" : "num_experts", &ModelConfig::num_experts, kMaximumModelCount},
+      {"num_experts_per_tok", &ModelConfig::top_k, kMaximumModelCount},
+      {"max_position_embeddings", &ModelConfig::max_position_embeddings, kMaximumPositions},
+  };
+}
+
+// total *= factor; false on int64 overflow.
+bool multiply(int64_t& total, int64_t factor) { return !__builtin_mul_overflow(total, factor, &total); }
+
+// Integer arithmetic that throws on int64 overflow, for the parameter counts.
+struct Count {
+  int64_t value;
+  friend Count operator*(Count a, Count b) {
+    int64_t result = 0;
+    if (__builtin_mul_overflow(a.value, b.value, &result)) fail_overflow();
+    return {result};
+  }
+  friend Count operator+(Count a, Count b) {
+    int64_t result = 0;
+    if (__builtin_add_overflow(a.value, b.value, &result)) fail_overflow();
+    return {result};
+  }
+  friend Count operator-(Count a, Count b) {
+    int64_t result = 0;
+    if (__builtin_sub_overflow(a.value, b.value, &result)) fail_overflow();
+    return {result};
+  }
+  [[noreturn]] static void fail_overflow() {
+    TEMOE_FAIL("the parameter count of the model exceeds " << std::numeric_limits<int64_t>::max()
+                                                           << " (int64); expected smaller sizes");
+  }
+};
+
+}  // namespace
+
 void ModelConfig::validate(const std::string& source) const {
+  for (const SizeBound& size : size_bounds(architecture)) {
+    const int64_t value = this->*size.field;
+    if (value < 1 || value > size.bound) {
+      TEMOE_FAIL(source << ": key '" << size.key << "' is " << value << ", expected an integer in [1, " << size.bound
+                        << "]");
+    }
+  }
+  int64_t attention_width = num_heads;
+  if (!multiply(attention_width, head_dim) || attention_width > kMaximumModelSize) {
+    TEMOE_FAIL(source << ": num_attention_heads " << num_heads << " x head_dim " << head_dim
+                      << " exceeds the attention width bound of " << kMaximumModelSize);
+  }
+  // The parameter counts must fit int64: the per-key bounds alone allow products past 2^63.
+  try {
+    parameters_active_per_token();
+  } catch (const Error& error) {
+    TEMOE_FAIL(source << ": " << error.what());
+  }
   TEMOE_CHECK(num_heads % num_kv_heads == 0, source << ": num_attention_heads " << num_heads
                                                     << " is not a multiple of num_key_value_heads " << num_kv_heads);
   TEMOE_CHECK(head_dim % 2 == 0, source << ": head_dim " << head_dim << " must be even for rotary embeddings");
@@ -163,15 +250,26 @@ nlohmann::json ModelConfig::to_json() const {
 }
 
 int64_t ModelConfig::parameters_total() const {
-  const int64_t attention = hidden_size * head_dim * (2 * num_heads + 2 * num_kv_heads) +
-                            (qk_norm ? head_dim * (num_heads + num_kv_heads) : 0);
-  const int64_t per_layer = attention + 2 * hidden_size + num_experts * hidden_size + num_experts * parameters_per_expert();
-  const int64_t embeddings = vocab_size * hidden_size * (tie_word_embeddings ? 1 : 2);
-  return num_layers * per_layer + embeddings + hidden_size;
+  const Count hidden{hidden_size}, heads{num_heads}, kv_heads{num_kv_heads}, dim{head_dim}, experts{num_experts};
+  const Count attention = hidden * dim * (Count{2} * heads + Count{2} * kv_heads) +
+                          (qk_norm ? dim * (heads + kv_heads) : Count{0});
+  const Count per_expert = Count{3} * hidden * Count{expert_ffn_size};
+  const Count per_layer = attention + Count{2} * hidden + experts * hidden + experts * per_expert;
+  const Count embeddings = Count{vocab_size} * hidden * Count{tie_word_embeddings ? 1 : 2};
+  return (Count{num_layers} * per_layer + embeddings + hidden).value;
 }
 
 int64_t ModelConfig::parameters_active_per_token() const {
-  return parameters_total() - num_layers * (num_experts - top_k) * parameters_per_expert();
+  const Count per_expert = Count{3} * Count{hidden_size} * Count{expert_ffn_size};
+  return (Count{parameters_total()} - Count{num_layers} * (Count{num_experts} - Count{top_k}) * per_expert).value;
+}
+
+void ModelConfig::check_positions(int64_t end_position, const std::string& what) const {
+  if (end_position > max_position_embeddings) {
+    TEMOE_FAIL(what << ": positions [0, " << end_position << ") exceed max_position_embeddings = "
+                    << max_position_embeddings << " of the model's config.json; expected at most "
+                    << max_position_embeddings << " positions per sequence");
+  }
 }
 
 }  // namespace temoe

@@ -10,6 +10,14 @@ namespace temoe {
 
 enum class Architecture { mixtral, olmoe };
 
+// Upper bounds that validate() enforces (config.json is read from files a user may not control):
+// sizes (vocab_size, hidden_size, intermediate_size, head_dim, and num_attention_heads x head_dim)
+// at most 2^24, counts (layers, heads, experts, k) at most 2^16, max_position_embeddings at most
+// 2^31 - 1 (positions are int32 row indices); and the parameter count must fit int64.
+inline constexpr int64_t kMaximumModelSize = int64_t{1} << 24;
+inline constexpr int64_t kMaximumModelCount = int64_t{1} << 16;
+inline constexpr int64_t kMaximumPositions = (int64_t{1} << 31) - 1;
+
 std::string to_string(Architecture architecture);
 Architecture parse_architecture(const std::string& name);  // "mixtral" or "olmoe"
 
@@ -37,9 +45,14 @@ struct ModelConfig {
   // The config.json a Hugging Face model of this architecture carries.
   nlohmann::json to_json() const;
 
-  // Shape and consistency checks (heads divide, k <= E, ...); throws naming `source`.
+  // Bounds, shape and consistency checks (every size in [1, its bound], heads divide, k <= E, ...);
+  // throws naming `source`, the config.json key, the value and the bound.
   void validate(const std::string& source) const;
+  // Throws, naming max_position_embeddings and both numbers, unless positions [0, end_position) are
+  // within max_position_embeddings. `what` names the caller (a forward, a KV cache).
+  void check_positions(int64_t end_position, const std::string& what) const;
 
+  // Throw temoe::Error on int64 overflow (which validate() refuses).
   int64_t parameters_total() const;
   int64_t parameters_active_per_token() const;
   int64_t parameters_per_expert() const { return 3 * hidden_size * expert_ffn_size; }

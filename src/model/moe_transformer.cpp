@@ -38,6 +38,7 @@ ForwardState MoeTransformer::begin(std::span<const int32_t> tokens, int64_t batc
   TEMOE_CHECK(static_cast<int64_t>(tokens.size()) == batch * time,
               "forward: " << tokens.size() << " tokens for batch " << batch << " x time " << time);
   check_token_ids(tokens, config_.vocab_size, time, "tokens");
+  config_.check_positions(time, "forward");
   ForwardState state{batch, time, Tensor({batch * time, config_.hidden_size}, backend_.device())};
   backend_.gather_rows(weights_.embedding, tokens, state.residual);
   return state;
@@ -50,6 +51,7 @@ ForwardState MoeTransformer::begin(KeyValueCache& cache, std::span<const int32_t
   TEMOE_CHECK(time >= 1 && first + time <= cache.capacity(),
               "decode: positions [" << first << ", " << first + time << ") do not fit the KV cache's capacity of "
                                     << cache.capacity());
+  config_.check_positions(first + time, "decode");
   ForwardState state = begin(tokens, cache.batch(), time);
   state.first_position = first;
   state.cache = &cache;

@@ -32,8 +32,12 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(std::filesystem::path directory) : 
     for (const auto& [tensor, file_value] : index["weight_map"].items()) {
       if (!file_value.is_string()) TEMOE_FAIL(index_path.string() << ": weight_map['" << tensor << "'] is not a file name");
       const std::string file_name = file_value.get<std::string>();
-      if (file_name.find('/') != std::string::npos) {
+      if (file_name.find('/') != std::string::npos || file_name == "." || file_name == "..") {
         TEMOE_FAIL(index_path.string() << ": weight_map['" << tensor << "'] = '" << file_name << "' leaves the directory");
+      }
+      if (file_name.empty() || file_name.find('\0') != std::string::npos) {
+        TEMOE_FAIL(index_path.string() << ": weight_map['" << tensor << "'] = " << file_value.dump()
+                                       << " is not a file name (expected e.g. model-00001-of-00002.safetensors)");
       }
       auto found = file_by_name.find(file_name);
       if (found == file_by_name.end()) {

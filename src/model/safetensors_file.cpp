@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "src/core/checked_size.hpp"
 #include "src/core/error.hpp"
 
 namespace temoe {
@@ -49,7 +51,10 @@ SafetensorsEntry parse_entry(const std::filesystem::path& path, const std::strin
   entry.dtype = *dtype;
   if (!value["shape"].is_array()) TEMOE_FAIL(where() << ": 'shape' is not an array");
   for (const auto& extent : value["shape"]) {
-    if (!extent.is_number_unsigned()) TEMOE_FAIL(where() << ": shape " << value["shape"].dump() << " is not a list of non-negative integers");
+    if (!extent.is_number_unsigned() || extent.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      TEMOE_FAIL(where() << ": shape " << value["shape"].dump() << " is not a list of integers in [0, "
+                         << std::numeric_limits<int64_t>::max() << "]");
+    }
     entry.shape.push_back(extent.get<int64_t>());
   }
   const auto& offsets = value["data_offsets"];
@@ -58,7 +63,9 @@ SafetensorsEntry parse_entry(const std::filesystem::path& path, const std::strin
   }
   const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
   if (end < begin) TEMOE_FAIL(where() << ": data_offsets [" << begin << ", " << end << "] end before they begin");
-  const uint64_t expected = static_cast<uint64_t>(element_count(entry.shape)) * dtype_size(entry.dtype);
+  // Checked: a shape whose byte count wraps around 64 bits would otherwise match tiny offsets.
+  const auto expected =
+      static_cast<uint64_t>(checked_bytes(entry.shape, static_cast<int64_t>(dtype_size(entry.dtype)), where()));
   if (end - begin != expected) {
     TEMOE_FAIL(where() << ": data_offsets [" << begin << ", " << end << "] hold " << end - begin << " bytes, but shape "
                        << shape_string(entry.shape) << " of " << dtype_name << " needs " << expected);

@@ -21,6 +21,7 @@ Tensor TrainableMoeTransformer::forward(std::span<const int32_t> tokens, int64_t
   TEMOE_CHECK(static_cast<int64_t>(tokens.size()) == batch * time,
               "forward: " << tokens.size() << " tokens for batch " << batch << " x time " << time);
   check_token_ids(tokens, config_.vocab_size, time, "tokens");
+  config_.check_positions(time, "forward");
   const int64_t count = batch * time, width = config_.hidden_size;
   const Device device = backend_.device();
   tape.batch = batch;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "src/core/checked_size.hpp"
 #include "src/core/error.hpp"
 #include "src/tensor/device_memory.hpp"
 
@@ -18,17 +19,14 @@ std::string shape_string(const Shape& shape) {
 }
 
 int64_t element_count(const Shape& shape) {
-  int64_t count = 1;
-  for (int64_t extent : shape) {
-    TEMOE_CHECK(extent >= 0, "negative extent in shape " << shape_string(shape));
-    count *= extent;
-  }
-  return count;
+  // numel() runs in loops: the message (and its std::string) only when the check fails.
+  int64_t count = 0;
+  return product_fits(shape, count) ? count : checked_product(shape, "tensor");
 }
 
 Tensor::Tensor(Shape shape, Device device) : shape_(std::move(shape)), device_(device) {
-  const auto bytes = static_cast<size_t>(std::max<int64_t>(element_count(shape_), 1)) * sizeof(float);
-  storage_ = allocate_device_memory(device_, bytes);
+  const int64_t bytes = checked_bytes(shape_, static_cast<int64_t>(sizeof(float)), "tensor");
+  storage_ = allocate_device_memory(device_, static_cast<size_t>(std::max<int64_t>(bytes, sizeof(float))));
 }
 
 Tensor Tensor::zeros(Shape shape) {

@@ -14,6 +14,8 @@ namespace temoe {
 using Shape = std::vector<int64_t>;
 
 std::string shape_string(const Shape& shape);
+// The product of the extents; throws temoe::Error on a negative extent or on int64 overflow
+// (src/core/checked_size.hpp; readers call checked_product themselves to name their file).
 int64_t element_count(const Shape& shape);
 
 class Tensor {

@@ -262,6 +262,30 @@ const std::vector<BadCase>& all_cases() {
        }},
       {"UnknownKeyOnCommandLine", "mixtral_f32",
        [](CaseFiles& files) { files.extra_arguments = {"--model.foo=1"}; }},
+      {"ConfigSizeAboveItsBound", "mixtral_f32",
+       [](CaseFiles& files) { edit_config_json(files, [](nlohmann::json& json) { json["hidden_size"] = (1 << 24) + 1; }); }},
+      {"TensorShapeWhoseByteCountWraps", "mixtral_f32",
+       [](CaseFiles& files) {
+         // 2^62 floats: 2^64 bytes wrap to 0 in unchecked arithmetic and would match empty offsets.
+         files.subject = final_norm_name();
+         const fs::path path = files.model / "model.safetensors";
+         RawSafetensors raw = read_raw(path);
+         auto header = nlohmann::ordered_json::parse(raw.header());
+         header.erase("__metadata__");  // room for the longer shape
+         auto& entry = header.at(files.subject);
+         entry["shape"] = {uint64_t{1} << 62};
+         entry["data_offsets"][1] = entry["data_offsets"][0];
+         raw.replace_header_keeping_length(header.dump());
+         write_raw(path, raw);
+       }},
+      {"TokenShapeWhoseCountWraps", "mixtral_f32",
+       [](CaseFiles& files) {
+         std::string header = "{'descr': '<i4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }";
+         header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
+         header.push_back('\n');
+         files.tokens = files.root / "bad_tokens.npy";
+         write_text(files.tokens, std::string("\x93NUMPY\x01\x00", 8) + static_cast<char>(header.size()) + '\0' + header);
+       }},
       {"ShardNamedByIndexIsMissing", "mixtral_bf16_sharded",
        [](CaseFiles& files) {
          files.subject = "model-00002-of-00003.safetensors";
@@ -518,6 +542,27 @@ TEST_F(BadInput, UnknownKeyOnCommandLine) {
   expect_clean_failure(result);
   expect_mentions(result, "--model.foo");
   expect_mentions(result, "unrecognised option");
+}
+
+TEST_F(BadInput, ConfigSizeAboveItsBound) {
+  const RunResult& result = run();
+  expect_clean_failure(result);
+  expect_mentions(result, (result.files.model / "config.json").string());
+  expect_mentions(result, "key 'hidden_size' is 16777217, expected an integer in [1, 16777216]");
+}
+
+TEST_F(BadInput, TensorShapeWhoseByteCountWraps) {
+  const RunResult& result = run();
+  expect_clean_failure(result);
+  expect_mentions(result, (result.files.model / "model.safetensors").string());
+  expect_mentions(result, "'" + result.files.subject + "': shape [4611686018427387904] of 4-byte elements");
+}
+
+TEST_F(BadInput, TokenShapeWhoseCountWraps) {
+  const RunResult& result = run();
+  expect_clean_failure(result);
+  expect_mentions(result, result.files.tokens.string());
+  expect_mentions(result, "shape [4294967296, 4294967296]");
 }
 
 TEST_F(BadInput, ShardNamedByIndexIsMissing) {

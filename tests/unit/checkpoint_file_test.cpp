@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 
 #include "src/checkpoint/checkpoint_file.hpp"
@@ -371,6 +372,49 @@ TEST_F(CheckpointFile, RefusesInvalidContentOnWrite) {
   bad = original_;
   bad.ranks.clear();
   EXPECT_THROW(write_checkpoint_file(path("bad.h5"), bad), Error);
+}
+
+// A checkpoint never holds a NaN or an infinity: one is refused on write, naming the parameter and
+// the element, and a file that holds one anyway (edited, resealed) is refused on read as damaged, so
+// the directory falls back to an older checkpoint instead of resuming a poisoned state.
+TEST_F(CheckpointFile, NonFiniteValuesAreRefusedOnWriteAndOnRead) {
+  for (const float poison : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    for (const bool moment : {false, true}) {
+      Checkpoint bad = original_;
+      ParameterSetState& set = bad.parameter_sets[0];
+      ASSERT_TRUE(!moment || set.has_optimizer);
+      Tensor& tensor = moment ? set.second_moments[0] : set.values[0];
+      tensor = tensor.clone();
+      tensor.data()[tensor.numel() - 1] = poison;
+      try {
+        write_checkpoint_file(path("bad.h5"), bad);
+        ADD_FAILURE() << "a non-finite " << (moment ? "moment" : "value") << " was written";
+      } catch (const Error& error) {
+        const std::string message = error.what();
+        EXPECT_NE(message.find("non-finite " + std::string(moment ? "exp_avg_sq" : "value") + " of parameter '" +
+                               set.parameter_names[0] + "'"),
+                  std::string::npos)
+            << message;
+        EXPECT_NE(message.find("element " + std::to_string(tensor.numel() - 1)), std::string::npos) << message;
+      }
+      EXPECT_FALSE(fs::exists(path("bad.h5")));
+    }
+  }
+  const ParameterSetState& set = original_.parameter_sets[0];
+  const std::string dataset = "/parameter_sets/" + set.name + "/" + set.parameter_names[0] + "/value";
+  const hid_t file = H5Fopen(file_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  const hid_t handle = H5Dopen2(file, dataset.c_str(), H5P_DEFAULT);
+  ASSERT_GE(handle, 0);
+  std::vector<float> poisoned(set.values[0].data(), set.values[0].data() + set.values[0].numel());
+  poisoned[0] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_GE(H5Dwrite(handle, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, poisoned.data()), 0);
+  H5Dclose(handle);
+  H5Fclose(file);
+  reseal_checkpoint_file(file_);
+  const auto error = expect_refusal(file_, CheckpointProblem::damaged);
+  EXPECT_NE(std::string(error.what()).find("dataset " + dataset + " holds a non-finite value (element 0"), std::string::npos)
+      << error.what();
 }
 
 // The format is meant to be read by other tools: h5py (Debian's python3) sees the datasets with

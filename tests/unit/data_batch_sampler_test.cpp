@@ -14,22 +14,14 @@
 #include "src/data/batch_sampler.hpp"
 #include "src/data/token_dataset.hpp"
 #include "src/data/topic_language.hpp"
+#include "tests/support/error_message.hpp"
 
 namespace temoe::data {
 namespace {
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "";
-}
+using testing::error_of;
 
-void expect_contains(const std::string& message, const std::string& text) {
-  EXPECT_NE(message.find(text), std::string::npos) << "'" << text << "' is not in the message: '" << message << "'";
-}
+using testing::expect_contains;
 
 // Documents of the given lengths; token i of the whole stream is i % vocab, topic = document % 3.
 TokenDataset documents_of_lengths(const std::vector<int64_t>& lengths) {

@@ -14,24 +14,16 @@
 #include "src/core/error.hpp"
 #include "src/data/token_dataset.hpp"
 #include "tests/support/scratch_directory_test.hpp"
+#include "tests/support/error_message.hpp"
 
 namespace temoe::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "";
-}
+using testing::error_of;
 
-void expect_contains(const std::string& message, const std::string& text) {
-  EXPECT_NE(message.find(text), std::string::npos) << "'" << text << "' is not in the message: '" << message << "'";
-}
+using testing::expect_contains;
 
 // Writes HDF5 files field by field, so each test can break exactly one thing.
 class RawFile {

@@ -18,6 +18,7 @@
 #include "src/core/error.hpp"
 #include "src/io/npy_file.hpp"
 #include "tests/support/scratch_directory_test.hpp"
+#include "tests/support/error_message.hpp"
 
 namespace temoe {
 namespace {
@@ -53,19 +54,9 @@ std::string npy_bytes(const std::string& dictionary, const void* data, size_t da
   return bytes;
 }
 
-// The message of the temoe::Error that `action` throws ("" when it throws none).
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "";
-}
+using testing::error_of;
 
-void expect_contains(const std::string& message, const std::string& text) {
-  EXPECT_NE(message.find(text), std::string::npos) << "'" << text << "' is not in the message: '" << message << "'";
-}
+using testing::expect_contains;
 
 // ---------------------------------------------------------------------------------------------
 
