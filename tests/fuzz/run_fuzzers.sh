@@ -24,7 +24,7 @@ if [ $# -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 
 # Without clang there is nothing to fuzz with: 77 is "not available here" (ctest skips).
 for tool in clang clang++; do
-  command -v "$tool" > /dev/null || { echo "run_fuzzers.sh: $tool not found (Debian: apt-get install clang libclang-rt-14-dev); skipping" >&2; exit 77; }
+  command -v "$tool" > /dev/null || { echo "run_fuzzers.sh: $tool not found (Debian: apt-get install clang libclang-rt-14-dev libomp-14-dev); skipping" >&2; exit 77; }
 done
 for tool in cmake python3 find; do
   command -v "$tool" > /dev/null || { echo "run_fuzzers.sh: $tool not found (Debian: apt-get install clang cmake python3)" >&2; exit 2; }
