@@ -83,7 +83,11 @@ deb $mirror bookworm-updates main
 deb ${mirror%/debian*}/debian-security bookworm-security main
 SOURCES
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2> /dev/null || true
-echo "temoe-fresh" > "$root/etc/hostname"
+# As on an installed machine, the host's own name resolves locally (debootstrap writes no
+# /etc/hosts; without it every MPI start waits for a DNS lookup of the name to time out).
+host=$(hostname)
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$host" > "$root/etc/hosts"
+echo "$host" > "$root/etc/hostname"
 
 for point in proc sys dev dev/pts; do
   mkdir -p "$root/$point"
