@@ -11,12 +11,22 @@ namespace temoe {
 namespace {
 const char* const kSingleFile = "model.safetensors";
 const char* const kIndexFile = "model.safetensors.index.json";
+// Whether `path` exists; a path the file system cannot look up (a name longer than it allows, a
+// component that is a file) is an error naming the path, not a filesystem_error escaping.
+bool path_exists(const std::filesystem::path& path, const std::string& what) {
+  std::error_code error;
+  const bool exists = std::filesystem::exists(path, error);
+  if (error) TEMOE_FAIL(what << ": cannot look up " << path.string() << ": " << error.message());
+  return exists;
+}
+
 }  // namespace
 
 SafetensorsCheckpoint::SafetensorsCheckpoint(std::filesystem::path directory) : directory_(std::move(directory)) {
-  if (!std::filesystem::is_directory(directory_)) TEMOE_FAIL(directory_.string() << ": not a model directory");
+  std::error_code lookup;
+  if (!std::filesystem::is_directory(directory_, lookup)) TEMOE_FAIL(directory_.string() << ": not a model directory");
   const auto index_path = directory_ / kIndexFile;
-  if (std::filesystem::exists(index_path)) {
+  if (path_exists(index_path, directory_.string())) {
     std::ifstream stream(index_path);
     if (!stream) TEMOE_FAIL(index_path.string() << ": cannot open");
     nlohmann::json index;
@@ -41,7 +51,7 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(std::filesystem::path directory) : 
       }
       auto found = file_by_name.find(file_name);
       if (found == file_by_name.end()) {
-        if (!std::filesystem::exists(directory_ / file_name)) {
+        if (!path_exists(directory_ / file_name, index_path.string() + ": weight_map['" + tensor + "']")) {
           TEMOE_FAIL(index_path.string() << " maps tensor '" << tensor << "' to " << file_name << ", but "
                                          << (directory_ / file_name).string() << " does not exist");
         }
@@ -62,7 +72,7 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(std::filesystem::path directory) : 
     }
   } else {
     const auto single = directory_ / kSingleFile;
-    if (!std::filesystem::exists(single)) {
+    if (!path_exists(single, directory_.string())) {
       TEMOE_FAIL(directory_.string() << ": neither " << kSingleFile << " nor " << kIndexFile << " is present");
     }
     files_.push_back(std::make_unique<SafetensorsFile>(single));

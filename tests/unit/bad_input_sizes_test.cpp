@@ -172,6 +172,20 @@ TEST_F(BadInputSizes, SafetensorsIndexNamingNoFileIsRefused) {
   }
 }
 
+// Found by fuzz_safetensors_index: a shard name longer than the file system allows made
+// std::filesystem::exists throw filesystem_error (ENAMETOOLONG), which escaped as a crash.
+TEST_F(BadInputSizes, SafetensorsIndexNamingAnUnlookableFileIsRefused) {
+  const fs::path model = path("model");
+  fs::create_directories(model);
+  fs::copy(kFixtures / "mixtral_f32" / "model.safetensors", model / "model-00001-of-00001.safetensors");
+  const std::string name(300, 'a');
+  const nlohmann::json index = {{"weight_map", {{"lm_head.weight", name}}}};
+  write_bytes(model / "model.safetensors.index.json", index.dump());
+  const std::string message = error_of([&] { SafetensorsCheckpoint checkpoint(model); });
+  expect_contains(message, "weight_map['lm_head.weight']");
+  expect_contains(message, "cannot look up");
+}
+
 // ---------------------------------------------------------------------------------------------
 // config.json
 
