@@ -28,6 +28,7 @@
 #include "tests/support/scratch_directory_test.hpp"
 #include "tests/unit/checkpoint_test_support.hpp"
 #include "tests/support/error_message.hpp"
+#include "tests/support/npy_bytes.hpp"
 
 namespace temoe {
 namespace {
@@ -53,16 +54,7 @@ void write_bytes(const fs::path& path, const std::string& bytes) {
 // ---------------------------------------------------------------------------------------------
 // .npy
 
-// A version 1.0 .npy file with the given header dictionary and `data` after it.
-std::string npy_bytes(const std::string& dictionary, const std::string& data = "") {
-  std::string header = dictionary;
-  header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
-  header.push_back('\n');
-  std::string bytes("\x93NUMPY\x01\x00", 8);
-  bytes.push_back(static_cast<char>(header.size() & 0xFF));
-  bytes.push_back(static_cast<char>(header.size() >> 8));
-  return bytes + header + data;
-}
+using testing::npy_bytes;
 
 TEST_F(BadInputSizes, NpyShapeWhoseCountWrapsIsRefused) {
   // 2^32 * 2^32 wraps to 0 elements in unchecked int64 arithmetic, which "fits" an empty file.

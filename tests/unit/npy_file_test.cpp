@@ -19,6 +19,7 @@
 #include "src/io/npy_file.hpp"
 #include "tests/support/scratch_directory_test.hpp"
 #include "tests/support/error_message.hpp"
+#include "tests/support/npy_bytes.hpp"
 
 namespace temoe {
 namespace {
@@ -41,18 +42,7 @@ void write_bytes(const fs::path& path, const std::string& bytes) {
   stream.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-// A version 1.0 .npy file with the given header dictionary, padded as numpy pads it.
-std::string npy_bytes(const std::string& dictionary, const void* data, size_t data_bytes) {
-  std::string header = dictionary;
-  header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
-  header.push_back('\n');
-  std::string bytes("\x93NUMPY\x01\x00", 8);
-  bytes.push_back(static_cast<char>(header.size() & 0xFF));
-  bytes.push_back(static_cast<char>(header.size() >> 8));
-  bytes += header;
-  bytes.append(static_cast<const char*>(data), data_bytes);
-  return bytes;
-}
+using testing::npy_bytes;
 
 using testing::error_of;
 
