@@ -96,7 +96,13 @@ TEST_F(DiskFull, ACheckpointCommitKeepsTheLatestCheckpoint) {
   fill_the_disk();
   Checkpoint bigger = make_sample_checkpoint(*live, 2);
   bigger.config = std::string(512 * 1024, '#');
-  EXPECT_THROW(directory.commit(bigger), std::exception);
+  try {
+    directory.commit(bigger);
+    ADD_FAILURE() << "a checkpoint was committed to a full disk";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("ckpt-2.h5"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("free"), std::string::npos) << error.what();
+  }
   EXPECT_EQ(read_bytes(first), good);
   EXPECT_EQ(read_bytes(disk_ / "latest"), latest);
   EXPECT_FALSE(fs::exists(disk_ / "ckpt-2.h5"));
