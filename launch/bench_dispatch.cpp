@@ -258,7 +258,7 @@ int bench_dispatch(const Arguments& arguments) {
   if (values.count("run-dir")) {
     const std::filesystem::path run_directory = values["run-dir"].as<std::string>();
     trainer.controller = controller_config_of_run(run_directory, trainer.controller, "bench dispatch");
-    controllers = make_controllers(controller_parameters, placed->config, placed->weights, trainer.controller, trainer.seed);
+    controllers = make_controllers(controller_parameters, placed->config, trainer.controller, trainer.seed);
     load_controller(controller_file(run_directory), controller_parameters);
     policy = std::make_unique<ControllerPolicy>(
         controllers, /*sample=*/false, trainer.seed,

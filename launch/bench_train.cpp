@@ -73,7 +73,7 @@ int bench_train(const Arguments& arguments) {
     config.expert_owners = model->dispatcher->placement().owners();
     config.home_rank = model->grid->ep_rank();
   }
-  ControllerTrainer trainer(*model->transformer, model->weights, config, world);
+  ControllerTrainer trainer(*model->transformer, config, world);
 
   using Clock = std::chrono::steady_clock;
   const auto time_it = [&](auto&& work) {

@@ -53,9 +53,12 @@ po::options_description configuration_keys() {
       ("controller.termination_bias", po::value<double>()->default_value(-3.0), "initial termination logit")
       ("controller.gamma", po::value<double>()->default_value(0.95), "discount")
       ("controller.lambda", po::value<double>()->default_value(0.95), "GAE lambda")
-      ("controller.value_coefficient", po::value<double>()->default_value(0.01), "weight of the V and Q losses")
+      ("controller.value_coefficient", po::value<double>()->default_value(0.01), "weight of the Q (option-value) loss")
       ("controller.selection_coefficient", po::value<double>()->default_value(1.0),
-       "weight of the selection loss (0: masks stay the selection head's initial choice, the router's top-k_hat)")
+       "weight of the selection loss (0: not learned; every reload, in training too, loads the router's greedy top-k_hat)")
+      ("controller.selection_learning_rate", po::value<double>()->default_value(3e-4),
+       "AdamW learning rate of the selection delta on the router's logits (the other controller parameters: "
+       "train.learning_rate)")
       ("controller.communication_cost", po::value<double>()->default_value(0.0),
        "per token and layer: cost per rank other than the token's own that the held mask spans (0: off)")
       ("controller.selection_locality_bias", po::value<double>()->default_value(0.0),
@@ -71,7 +74,9 @@ po::options_description configuration_keys() {
       ("rollout.reward", po::value<std::string>()->default_value("kl"),
        "kl: -KL(teacher || student) at each position (dense, the teacher-forced default); log_ratio: log p_teacher - log p_student of the next token")
       ("eval.batches", po::value<int64_t>()->default_value(8), "held-out batches temoe eval scores")
-      ("eval.cache_decay", po::value<double>()->default_value(0.9), "moving-average decay of the greedy cache baseline");
+      ("eval.cache_decay", po::value<double>()->default_value(0.9), "moving-average decay of the greedy cache baseline")
+      ("eval.cache_decays", po::value<std::string>()->default_value("0,0.5,0.8,0.9,0.95,0.98,0.99"),
+       "decays the greedy cache is swept over for its front (comma-separated, each in [0, 1); empty: no front)");
   keys.add(pretrain_configuration_keys());
   return keys;
 }

@@ -1,10 +1,13 @@
 // temoe eval: a trained controller (or none) on held-out data against the baselines of
-// DESIGN.md section 1 (plain top-k, one fixed mask per sequence, random switching at the
-// controller's measured rate, the greedy cache), all on the same tokens.
+// DESIGN.md section 1, all on the same tokens: plain top-k, one fixed mask per sequence, random
+// switching at the controller's measured rate in each layer, the greedy cache swept over its
+// decay (a front), and, where the data carry domain labels, the segment oracle.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
+#include <sstream>
 
 #include "launch/command_line.hpp"
 #include "launch/commands.hpp"
@@ -25,8 +28,9 @@ namespace {
 
 // Global figures of one policy over all evaluation batches.
 struct PolicyScore {
-  double tokens = 0, kl = 0, student_correct = 0, teacher_correct = 0;
-  double transitions = 0, switches = 0, options = 0;
+  double tokens = 0, kl = 0, student_correct = 0, teacher_correct = 0, agreement = 0, nll_gap = 0;
+  double transitions = 0, switches = 0, options = 0, experts_loaded = 0;
+  std::vector<double> layer_transitions, layer_switches;  // [layers]
   std::vector<double> expert_uses;  // [layers * E]
   double distinct_masks = 0;        // summed over layers, this rank's sequences
   // Other ranks than the sequence's own that own experts of the held mask, summed over masked
@@ -37,18 +41,35 @@ struct PolicyScore {
     transitions += counts.transitions;
     switches += counts.switches;
     options += counts.options;
+    experts_loaded += counts.experts_loaded;
+    layer_transitions[static_cast<size_t>(layer)] += counts.transitions;
+    layer_switches[static_cast<size_t>(layer)] += counts.switches;
     distinct_masks += static_cast<double>(counts.distinct_masks.size());
     for (int64_t e = 0; e < experts; ++e) expert_uses[static_cast<size_t>(layer * experts + e)] += counts.expert_uses[e];
   }
   void all_reduce(Communicator& world) {
-    std::vector<double> values = {tokens,   kl,      student_correct, teacher_correct, transitions,
-                                  switches, options, remote_ranks,    masked_positions};
+    std::vector<double> values = {tokens,   kl,      student_correct, teacher_correct, transitions,  switches,
+                                  options,  remote_ranks, masked_positions, agreement,   nll_gap, experts_loaded};
+    const size_t scalars = values.size();
     values.insert(values.end(), expert_uses.begin(), expert_uses.end());
+    values.insert(values.end(), layer_transitions.begin(), layer_transitions.end());
+    values.insert(values.end(), layer_switches.begin(), layer_switches.end());
     world.all_reduce_sum(std::span<double>(values));
     tokens = values[0], kl = values[1], student_correct = values[2], teacher_correct = values[3];
     transitions = values[4], switches = values[5], options = values[6];
-    remote_ranks = values[7], masked_positions = values[8];
-    std::copy(values.begin() + 9, values.end(), expert_uses.begin());
+    remote_ranks = values[7], masked_positions = values[8], agreement = values[9], nll_gap = values[10];
+    experts_loaded = values[11];
+    auto next = values.begin() + static_cast<std::ptrdiff_t>(scalars);
+    for (auto* part : {&expert_uses, &layer_transitions, &layer_switches}) {
+      std::copy(next, next + static_cast<std::ptrdiff_t>(part->size()), part->begin());
+      next += static_cast<std::ptrdiff_t>(part->size());
+    }
+  }
+  double switch_rate() const { return transitions > 0 ? switches / transitions : 0.0; }
+  std::vector<double> switch_rate_per_layer() const {
+    std::vector<double> rates;
+    for (size_t l = 0; l < layer_switches.size(); ++l) rates.push_back(layer_transitions[l] > 0 ? layer_switches[l] / layer_transitions[l] : 0.0);
+    return rates;
   }
   nlohmann::json to_json(int64_t layers, int64_t experts) const {
     double entropy = 0;
@@ -57,8 +78,12 @@ struct PolicyScore {
       counts.expert_uses.assign(expert_uses.begin() + layer * experts, expert_uses.begin() + (layer + 1) * experts);
       entropy += counts.utilization_entropy() / static_cast<double>(layers);
     }
-    return {{"switch_rate", transitions > 0 ? switches / transitions : 0.0},
+    return {{"switch_rate", switch_rate()},
+            {"switch_rate_per_layer", switch_rate_per_layer()},
             {"kl", kl / std::max(tokens, 1.0)},
+            {"top1_agreement", agreement / std::max(tokens, 1.0)},
+            {"nll_gap", nll_gap / std::max(tokens, 1.0)},
+            {"experts_loaded_per_switch", switches > 0 ? experts_loaded / switches : 0.0},
             {"retention", teacher_correct > 0 ? student_correct / teacher_correct : 0.0},
             {"mean_option_duration", options > 0 ? tokens * static_cast<double>(layers) / options : 0.0},
             {"utilization_entropy", entropy},
@@ -68,6 +93,41 @@ struct PolicyScore {
             {"teacher_accuracy", teacher_correct / std::max(tokens, 1.0)}};
   }
 };
+
+// "0,0.5,0.9" -> {0, 0.5, 0.9}; each decay in [0, 1).
+std::vector<double> parse_cache_decays(const std::string& text) {
+  std::vector<double> decays;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    if (item.empty()) continue;
+    size_t used = 0;
+    double decay = -1;
+    try {
+      decay = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || !(decay >= 0 && decay < 1)) {
+      TEMOE_FAIL("eval.cache_decays = '" << text << "': '" << item << "' is not a decay in [0, 1)");
+    }
+    decays.push_back(decay);
+  }
+  return decays;
+}
+
+// KL of a front at `rate`, linear between the two points around it (by switch rate); none when
+// the rate lies outside the front.
+std::optional<double> interpolate_front(std::vector<std::pair<double, double>> points, double rate) {
+  std::sort(points.begin(), points.end());
+  for (size_t i = 0; i + 1 < points.size(); ++i) {
+    const auto [r0, kl0] = points[i];
+    const auto [r1, kl1] = points[i + 1];
+    if (rate < r0 || rate > r1) continue;
+    return r1 > r0 ? kl0 + (kl1 - kl0) * (rate - r0) / (r1 - r0) : std::min(kl0, kl1);
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -112,7 +172,7 @@ int run_eval(const Arguments& arguments) {
   const auto slice = data::data_parallel_slice(global_batch, world.rank(), world.size());
 
   ParameterSet parameters;
-  auto controllers = make_controllers(parameters, model_config, model->weights, config.controller, config.seed);
+  auto controllers = make_controllers(parameters, model_config, config.controller, config.seed);
   const bool trained = !run_directory.empty();
   if (trained) load_controller(controller_file(run_directory), parameters);
 
@@ -120,23 +180,40 @@ int run_eval(const Arguments& arguments) {
   const auto fresh_score = [&] {
     PolicyScore score;
     score.expert_uses.assign(static_cast<size_t>(layers * experts), 0.0);
+    score.layer_transitions.assign(static_cast<size_t>(layers), 0.0);
+    score.layer_switches.assign(static_cast<size_t>(layers), 0.0);
     return score;
   };
+  // The evaluation batches and the teacher's rollout of each, computed once for every policy.
+  std::vector<data::SequenceBatch> eval_batches;
+  std::vector<Rollout> teachers;
+  for (int64_t index = 0; index < batches; ++index) {
+    eval_batches.push_back(sampler.batch(index, global_batch, slice.first, slice.count));
+    const data::SequenceBatch& batch = eval_batches.back();
+    teachers.push_back(run_rollout(*model->transformer, batch.tokens, batch.batch, batch.time, nullptr, batch.global_index, index));
+    teachers.back().hidden.clear();  // only the logits and the chosen experts are kept
+  }
+  SegmentOraclePolicy* oracle_to_feed = nullptr;  // set while the segment oracle is scored
   // Scores `policy` (nullptr: the teacher) over every evaluation batch.
   const auto score_policy = [&](MaskPolicy* policy) {
     PolicyScore score = fresh_score();
     for (int64_t index = 0; index < batches; ++index) {
-      const data::SequenceBatch batch = sampler.batch(index, global_batch, slice.first, slice.count);
-      const Rollout teacher = run_rollout(*model->transformer, batch.tokens, batch.batch, batch.time, nullptr, batch.global_index, index);
-      const Rollout student = policy ? run_rollout(*model->transformer, batch.tokens, batch.batch, batch.time, policy,
-                                                   batch.global_index, index)
-                                     : teacher;
+      const data::SequenceBatch& batch = eval_batches[static_cast<size_t>(index)];
+      const Rollout& teacher = teachers[static_cast<size_t>(index)];
+      if (oracle_to_feed) oracle_to_feed->set_domains(batch.topics);
+      Rollout masked;
+      if (policy) {
+        masked = run_rollout(*model->transformer, batch.tokens, batch.batch, batch.time, policy, batch.global_index, index);
+      }
+      const Rollout& student = policy ? masked : teacher;
       const TokenScores scores = score_tokens(teacher.logits, student.logits, batch.targets, config.reward);
       for (size_t i = 0; i < scores.kl.size(); ++i) {
         score.tokens += 1;
         score.kl += scores.kl[i];
         score.student_correct += scores.student_correct[i];
         score.teacher_correct += scores.teacher_correct[i];
+        score.agreement += scores.agreement[i];
+        score.nll_gap += scores.nll_gap[i];
       }
       if (policy && model->dispatcher) {  // the masks' remote ranks, priced as the communication cost is
         const auto remote = communication_costs(student, 1.0, model->dispatcher->placement().owners(),
@@ -164,8 +241,8 @@ int run_eval(const Arguments& arguments) {
     const int64_t topics = dataset.topic_count;
     std::vector<double> joint(static_cast<size_t>(layers * topics * experts), 0.0);
     for (int64_t index = 0; index < batches; ++index) {
-      const data::SequenceBatch batch = sampler.batch(index, global_batch, slice.first, slice.count);
-      const Rollout teacher = run_rollout(*model->transformer, batch.tokens, batch.batch, batch.time, nullptr, batch.global_index, index);
+      const data::SequenceBatch& batch = eval_batches[static_cast<size_t>(index)];
+      const Rollout& teacher = teachers[static_cast<size_t>(index)];
       for (int64_t layer = 0; layer < layers; ++layer) {
         const auto& chosen = teacher.chosen_experts[static_cast<size_t>(layer)];
         for (size_t slot = 0; slot < chosen.size(); ++slot) {
@@ -204,11 +281,23 @@ int run_eval(const Arguments& arguments) {
   GreedyCachePolicy cache(k_hat, model_config.top_k, values["eval.cache_decay"].as<double>());
   const PolicyScore top_k = score_policy(nullptr);
   const PolicyScore controller = score_policy(&controller_policy);
-  const double controller_rate = controller.transitions > 0 ? controller.switches / controller.transitions : 0.0;
-  RandomSwitchPolicy random(k_hat, controller_rate, config.seed + 17);
+  // Random switching at the controller's own rate in each layer (layers switch at different rates).
+  RandomSwitchPolicy random(k_hat, controller.switch_rate_per_layer(), config.seed + 17);
   const PolicyScore fixed_score = score_policy(&fixed);
   const PolicyScore random_score = score_policy(&random);
   const PolicyScore cache_score = score_policy(&cache);
+  std::vector<std::pair<double, PolicyScore>> cache_front;
+  for (const double decay : parse_cache_decays(values["eval.cache_decays"].as<std::string>())) {
+    GreedyCachePolicy swept(k_hat, model_config.top_k, decay);
+    cache_front.emplace_back(decay, score_policy(&swept));
+  }
+  std::optional<PolicyScore> oracle_score;
+  if (dataset.has_topics()) {
+    SegmentOraclePolicy oracle(k_hat, model_config.top_k);
+    oracle_to_feed = &oracle;
+    oracle_score = score_policy(&oracle);
+    oracle_to_feed = nullptr;
+  }
 
   if (world.rank() == 0) {
     nlohmann::json report = controller.to_json(layers, experts);
@@ -223,12 +312,27 @@ int run_eval(const Arguments& arguments) {
                            {"fixed", fixed_score.to_json(layers, experts)},
                            {"random", random_score.to_json(layers, experts)},
                            {"greedy_cache", cache_score.to_json(layers, experts)}};
+    nlohmann::json front = nlohmann::json::array();
+    std::vector<std::pair<double, double>> front_points;  // (switch rate, KL)
+    for (const auto& [decay, score] : cache_front) {
+      nlohmann::json point = score.to_json(layers, experts);
+      point["decay"] = decay;
+      front.push_back(point);
+      front_points.emplace_back(score.switch_rate(), point["kl"].get<double>());
+    }
+    report["baselines"]["greedy_cache_front"] = front;
+    const std::optional<double> cache_kl = interpolate_front(front_points, controller.switch_rate());
+    report["greedy_cache_kl_at_controller_rate"] = cache_kl ? nlohmann::json(*cache_kl) : nlohmann::json(nullptr);
+    if (oracle_score) report["baselines"]["segment_oracle"] = oracle_score->to_json(layers, experts);
     std::printf("temoe eval: %s, k_hat %lld, %.0f held-out tokens\n", trained ? run_directory.c_str() : "(untrained controller)",
                 static_cast<long long>(k_hat), controller.tokens);
-    std::printf("  %-14s %12s %10s %10s %10s %10s\n", "policy", "switch rate", "KL", "retention", "duration", "entropy");
-    const auto row = [](const char* name, const nlohmann::json& j) {
-      std::printf("  %-14s %11.2f%% %10.4f %9.1f%% %10.2f %10.3f\n", name, 100.0 * j["switch_rate"].get<double>(),
-                  j["kl"].get<double>(), 100.0 * j["retention"].get<double>(), j["mean_option_duration"].get<double>(),
+    std::printf("  %-18s %12s %10s %10s %10s %10s %10s %10s %10s\n", "policy", "switch rate", "KL", "retention", "agreement",
+                "NLL gap", "loaded", "duration", "entropy");
+    const auto row = [](const std::string& name, const nlohmann::json& j) {
+      std::printf("  %-18s %11.2f%% %10.4f %9.1f%% %9.1f%% %10.4f %10.2f %10.2f %10.3f\n", name.c_str(),
+                  100.0 * j["switch_rate"].get<double>(), j["kl"].get<double>(), 100.0 * j["retention"].get<double>(),
+                  100.0 * j["top1_agreement"].get<double>(), j["nll_gap"].get<double>(),
+                  j["experts_loaded_per_switch"].get<double>(), j["mean_option_duration"].get<double>(),
                   j["utilization_entropy"].get<double>());
     };
     row("controller", report);
@@ -236,6 +340,11 @@ int run_eval(const Arguments& arguments) {
     row("fixed", report["baselines"]["fixed"]);
     row("random", report["baselines"]["random"]);
     row("greedy cache", report["baselines"]["greedy_cache"]);
+    for (const auto& point : front) row("  cache decay " + std::to_string(point["decay"].get<double>()).substr(0, 5), point);
+    if (oracle_score) row("segment oracle", report["baselines"]["segment_oracle"]);
+    std::printf("  teacher accuracy %.1f%%; greedy cache's KL at the controller's switch rate: %s\n",
+                100.0 * report["teacher_accuracy"].get<double>(),
+                cache_kl ? std::to_string(*cache_kl).c_str() : "outside the front");
     if (!topic_expert_mutual_information.empty()) {
       std::printf("  topic/expert mutual information per layer (nats, of at most %.2f):", std::log(double(dataset.topic_count)));
       for (double information : topic_expert_mutual_information) std::printf(" %.3f", information);

@@ -42,7 +42,8 @@ nlohmann::json metrics_json(const StepMetrics& metrics, double tokens_per_second
                       {"q", layer.q_value},
                       {"termination", layer.termination},
                       {"selection", layer.selection},
-                      {"termination_probability", layer.termination_probability}});
+                      {"termination_probability", layer.termination_probability},
+                      {"termination_advantage", layer.termination_advantage}});
   }
   nlohmann::json json = {{"step", metrics.step},
                          {"tokens", metrics.tokens},
@@ -205,7 +206,7 @@ int run_train(const Arguments& arguments) {
   if (max_nonfinite_steps < 1) {
     TEMOE_FAIL("train.max_nonfinite_steps = " << max_nonfinite_steps << ": expected at least 1");
   }
-  ControllerTrainer trainer(*model->transformer, model->weights, config, world);
+  ControllerTrainer trainer(*model->transformer, config, world);
   const int64_t checkpoint_every = values["train.checkpoint_every"].as<int64_t>();
   const int keep_checkpoints = values["train.keep_checkpoints"].as<int>();
   if (checkpoint_every < 0 || keep_checkpoints < 0) {

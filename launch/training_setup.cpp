@@ -1,5 +1,7 @@
 #include "launch/training_setup.hpp"
 
+#include <cmath>
+
 #include "src/core/error.hpp"
 
 namespace temoe::launch {
@@ -17,6 +19,11 @@ TrainerConfig trainer_config_from(const po::variables_map& values) {
   controller.lambda = values["controller.lambda"].as<double>();
   controller.value_coefficient = values["controller.value_coefficient"].as<double>();
   controller.selection_coefficient = values["controller.selection_coefficient"].as<double>();
+  controller.selection_learning_rate = values["controller.selection_learning_rate"].as<double>();
+  if (!(controller.selection_learning_rate >= 0) || !std::isfinite(controller.selection_learning_rate)) {
+    TEMOE_FAIL("controller.selection_learning_rate = " << controller.selection_learning_rate
+                                                       << ": expected a finite non-negative learning rate");
+  }
   controller.communication_cost = values["controller.communication_cost"].as<double>();
   if (controller.communication_cost < 0) {
     TEMOE_FAIL("controller.communication_cost = " << controller.communication_cost << ": expected a non-negative cost");

@@ -16,6 +16,16 @@ AdamW::AdamW(ParameterSet& parameters, AdamWConfig config) : parameters_(paramet
     first_moments_.push_back(Tensor::zeros(parameter.value.shape()));
     second_moments_.push_back(Tensor::zeros(parameter.value.shape()));
   }
+  learning_rate_scales_.assign(parameters_.parameters().size(), 1.0);
+}
+
+void AdamW::set_learning_rate_scale(size_t index, double scale) {
+  TEMOE_CHECK(index < learning_rate_scales_.size(),
+              "AdamW: parameter index " << index << " outside the set of " << learning_rate_scales_.size());
+  TEMOE_CHECK(std::isfinite(scale) && scale >= 0.0,
+              "AdamW: learning-rate scale " << scale << " of '" << parameters_.parameters()[index].name
+                                            << "' is not a finite non-negative number");
+  learning_rate_scales_[index] = scale;
 }
 
 // torch.optim.AdamW (single-tensor path), element by element in float32 with the scalar factors
@@ -30,16 +40,18 @@ void AdamW::step(double learning_rate) {
                                               << first_moments_.size());
   ++step_count_;
   const double t = static_cast<double>(step_count_);
-  const float decay = static_cast<float>(1.0 - learning_rate * config_.weight_decay);
   const float beta1 = static_cast<float>(config_.beta1);
   const float beta2 = static_cast<float>(config_.beta2);
   const float one_minus_beta1 = static_cast<float>(1.0 - config_.beta1);
   const float one_minus_beta2 = static_cast<float>(1.0 - config_.beta2);
-  const float step_size = static_cast<float>(learning_rate / (1.0 - std::pow(config_.beta1, t)));
   const float correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(config_.beta2, t)));
   const float epsilon = static_cast<float>(config_.epsilon);
   for (size_t index = 0; index < parameters.size(); ++index) {
     Parameter& parameter = parameters[index];
+    // A scale of 1 changes no bit of the rate.
+    const double rate = learning_rate * learning_rate_scales_[index];
+    const float decay = static_cast<float>(1.0 - rate * config_.weight_decay);
+    const float step_size = static_cast<float>(rate / (1.0 - std::pow(config_.beta1, t)));
     Tensor& first = first_moments_[index];
     Tensor& second = second_moments_[index];
     check_shape(parameter.gradient, parameter.value.shape(), "AdamW gradient");

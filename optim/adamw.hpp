@@ -24,6 +24,11 @@ class AdamW {
   void step(double learning_rate);
   void step() { step(config_.learning_rate); }
 
+  // Parameter `index` (in the set's order) moves at `scale` times the step's learning rate, its
+  // weight decay included (a head that wants a smaller rate than the rest of its set).
+  void set_learning_rate_scale(size_t index, double scale);
+  double learning_rate_scale(size_t index) const { return learning_rate_scales_.at(index); }
+
   int64_t step_count() const { return step_count_; }
   void set_step_count(int64_t count) { step_count_ = count; }
   // First and second moments, one tensor per parameter in the set's order.
@@ -39,6 +44,7 @@ class AdamW {
   int64_t step_count_ = 0;
   std::vector<Tensor> first_moments_;
   std::vector<Tensor> second_moments_;
+  std::vector<double> learning_rate_scales_;  // one per parameter, 1 unless set
 };
 
 }  // namespace temoe

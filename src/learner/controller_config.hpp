@@ -17,7 +17,11 @@ struct ControllerConfig {
   double gamma = 0.95;
   double lambda = 0.95;
   double value_coefficient = 0.01;   // weight of the V and Q regressions
-  double selection_coefficient = 1.0;  // weight of the selection loss (0: keep the router's choice)
+  // Weight of the selection loss; 0: the selection is not learned and every reload, in training as
+  // in evaluation, loads the greedy top-k_hat of the router's logits. Under Adam its size beyond
+  // 0 matters little (the selection delta has no other loss); selection_learning_rate sets its pace.
+  double selection_coefficient = 1.0;
+  double selection_learning_rate = 3e-4;  // AdamW rate of the selection delta (the rest: train.learning_rate)
   // Communication-aware option (a running cost beside the one-off eta): per token and layer, this
   // times the number of ranks other than the token's own that own experts of the held mask is
   // taken from that layer's reward, so the controllers can trade retention for traffic.

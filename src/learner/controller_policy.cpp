@@ -54,9 +54,15 @@ LayerDecisions ControllerPolicy::decide_from(const LayerView& view, int64_t firs
   }
   if (first_step >= time) return decisions;
   // Everything that does not depend on the masks, for all positions at once.
+  TEMOE_CHECK(view.router_logits->numel() == count * experts,
+              "controller policy: " << view.router_logits->numel() << " router logits for " << count << " positions x "
+                                    << experts << " experts");
   HiddenProjection projection =
-      controller.project(std::span<const float>(hidden, static_cast<size_t>(count * d)), count, /*with_selection=*/true);
+      controller.project(std::span<const float>(hidden, static_cast<size_t>(count * d)), count,
+                         std::span<const float>(view.router_logits->data(), static_cast<size_t>(count * experts)));
   apply_selection_locality(projection.selection_logits, experts, locality_, bias);
+  // A selection that is not learned is not explored either: training reloads what evaluation would.
+  const bool sample_selection = sample_ && controller.config().selection_coefficient != 0;
   std::vector<int64_t> rows(static_cast<size_t>(batch));
   std::vector<int32_t> row_masks(static_cast<size_t>(batch * k_hat));
   for (int64_t step = first_step; step < time; ++step) {
@@ -77,7 +83,7 @@ LayerDecisions ControllerPolicy::decide_from(const LayerView& view, int64_t firs
       if (terminate) {
         const std::span<const float> logits(evaluation.selection_logits.data() + b * experts, static_cast<size_t>(experts));
         std::vector<int32_t> tuple;
-        if (sample_) {
+        if (sample_selection) {
           CounterRandom random(seed_, {static_cast<uint64_t>(view.step), sequence, static_cast<uint64_t>(view.layer),
                                        static_cast<uint64_t>(t), stream_key(RandomStream::selection)});
           tuple = sample_plackett_luce(logits, k_hat, random);

@@ -1,7 +1,8 @@
 #pragma once
 // The learned controllers as a mask policy. Sampling (training): d_t ~ Bernoulli(beta_t), new
-// masks by Gumbel-top-k_hat, every draw keyed by (seed, step, global sequence, layer, position) so
-// that it does not depend on which rank holds the sequence. Evaluation keeps the learned
+// masks by Gumbel-top-k_hat when the selection is learned (selection_coefficient != 0; otherwise
+// the greedy top-k_hat, the mask evaluation loads), every draw keyed by (seed, step, global
+// sequence, layer, position) so that it does not depend on which rank holds the sequence. Evaluation keeps the learned
 // termination probabilities (d_t ~ Bernoulli(beta_t), drawn from the evaluation seed: a threshold
 // at 1/2 would turn a policy that switches 5% of the time into one that never does) and loads the
 // greedy top-k_hat of the selection logits. At t = 0 the mask is the router's own top-k_hat and

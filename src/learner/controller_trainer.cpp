@@ -13,23 +13,26 @@
 namespace temoe {
 
 std::vector<OptionController> make_controllers(ParameterSet& parameters, const ModelConfig& model,
-                                               const ModelWeights& weights, const ControllerConfig& config,
-                                               uint64_t seed) {
+                                               const ControllerConfig& config, uint64_t seed) {
   std::vector<OptionController> controllers;
   for (int64_t layer = 0; layer < model.num_layers; ++layer) {
-    controllers.emplace_back(parameters, layer, model.hidden_size, model.num_experts, config,
-                             weights.layers.at(static_cast<size_t>(layer)).router.data(), seed);
+    controllers.emplace_back(parameters, layer, model.hidden_size, model.num_experts, config, seed);
   }
   return controllers;
 }
 
-ControllerTrainer::ControllerTrainer(MoeTransformer& model, const ModelWeights& weights, const TrainerConfig& config,
-                                     Communicator& world)
+ControllerTrainer::ControllerTrainer(MoeTransformer& model, const TrainerConfig& config, Communicator& world)
     : model_(model), config_(config), world_(world) {
   TEMOE_CHECK(config.controller.k_hat >= model.config().top_k,
               "controller.k_hat = " << config.controller.k_hat << " is below the router's k = " << model.config().top_k);
-  controllers_ = make_controllers(parameters_, model.config(), weights, config.controller, config.seed);
+  controllers_ = make_controllers(parameters_, model.config(), config.controller, config.seed);
   optimizer_ = std::make_unique<AdamW>(parameters_, config.optimizer);
+  TEMOE_CHECK(config.optimizer.learning_rate > 0,
+              "train.learning_rate = " << config.optimizer.learning_rate << ": expected a positive learning rate");
+  const double selection_scale = config.controller.selection_learning_rate / config.optimizer.learning_rate;
+  for (size_t i = 0; i < parameters_.parameters().size(); ++i) {
+    if (is_selection_parameter(parameters_.parameters()[i].name)) optimizer_->set_learning_rate_scale(i, selection_scale);
+  }
 }
 
 std::vector<double> communication_costs(const Rollout& rollout, double cost_per_rank, std::span<const int> expert_owners,

@@ -72,7 +72,7 @@ std::vector<double> communication_costs(const Rollout& rollout, double cost_per_
 
 class ControllerTrainer {
  public:
-  ControllerTrainer(MoeTransformer& model, const ModelWeights& weights, const TrainerConfig& config, Communicator& world);
+  ControllerTrainer(MoeTransformer& model, const TrainerConfig& config, Communicator& world);
 
   StepMetrics step(const data::SequenceBatch& batch, int64_t step);
 
@@ -90,9 +90,8 @@ class ControllerTrainer {
   std::unique_ptr<AdamW> optimizer_;
 };
 
-// Controllers for every layer of `weights` in `parameters`, selection heads from the routers.
+// Controllers for every MoE layer of `model` in `parameters`.
 std::vector<OptionController> make_controllers(ParameterSet& parameters, const ModelConfig& model,
-                                               const ModelWeights& weights, const ControllerConfig& config,
-                                               uint64_t seed);
+                                               const ControllerConfig& config, uint64_t seed);
 
 }  // namespace temoe

@@ -35,6 +35,8 @@ TokenScores score_tokens(const Tensor& teacher_logits, const Tensor& student_log
   scores.kl.resize(static_cast<size_t>(count));
   scores.teacher_correct.resize(static_cast<size_t>(count));
   scores.student_correct.resize(static_cast<size_t>(count));
+  scores.agreement.resize(static_cast<size_t>(count));
+  scores.nll_gap.resize(static_cast<size_t>(count));
 #pragma omp parallel if (count * vocabulary >= (1 << 15))
   {
     std::vector<double> teacher(static_cast<size_t>(vocabulary)), student(static_cast<size_t>(vocabulary));
@@ -48,10 +50,15 @@ TokenScores score_tokens(const Tensor& teacher_logits, const Tensor& student_log
       for (int64_t i = 0; i < vocabulary; ++i) kl += std::exp(teacher[i]) * (teacher[i] - student[i]);
       const auto target = static_cast<size_t>(targets[static_cast<size_t>(position)]);
       TEMOE_CHECK(target < static_cast<size_t>(vocabulary), "target token " << target << " outside the vocabulary");
-      scores.kl[static_cast<size_t>(position)] = kl;
-      scores.reward[static_cast<size_t>(position)] = kind == RewardKind::kl ? -kl : teacher[target] - student[target];
-      scores.teacher_correct[static_cast<size_t>(position)] = std::max_element(t_row, t_row + vocabulary) - t_row == static_cast<std::ptrdiff_t>(target);
-      scores.student_correct[static_cast<size_t>(position)] = std::max_element(s_row, s_row + vocabulary) - s_row == static_cast<std::ptrdiff_t>(target);
+      const auto at = static_cast<size_t>(position);
+      const std::ptrdiff_t teacher_top = std::max_element(t_row, t_row + vocabulary) - t_row;
+      const std::ptrdiff_t student_top = std::max_element(s_row, s_row + vocabulary) - s_row;
+      scores.kl[at] = kl;
+      scores.nll_gap[at] = teacher[target] - student[target];
+      scores.reward[at] = kind == RewardKind::kl ? -kl : scores.nll_gap[at];
+      scores.teacher_correct[at] = teacher_top == static_cast<std::ptrdiff_t>(target);
+      scores.student_correct[at] = student_top == static_cast<std::ptrdiff_t>(target);
+      scores.agreement[at] = teacher_top == student_top;
     }
   }
   return scores;

@@ -2,7 +2,8 @@
 // Self-distillation against the frozen teacher: per position t with next token a,
 //   r_t = log p_teacher(a | a_<t) - log p_student(a | a_<t)          (reward "log_ratio")
 //   r_t = -KL(p_teacher || p_student) at position t                  (reward "kl")
-// plus the measures the evaluation reports (KL, next-token accuracy of both models).
+// plus the measures the evaluation reports (KL, next-token accuracy of both models, top-1
+// agreement of the two, NLL gap).
 #include <cstdint>
 #include <span>
 #include <string>
@@ -20,6 +21,8 @@ struct TokenScores {
   std::vector<double> kl;              // [N] KL(p_teacher || p_student)
   std::vector<uint8_t> teacher_correct;  // [N] argmax of the teacher is the next token
   std::vector<uint8_t> student_correct;  // [N]
+  std::vector<uint8_t> agreement;        // [N] the two argmaxes are the same token
+  std::vector<double> nll_gap;           // [N] -log p_student(a) + log p_teacher(a) (the log-ratio reward)
 };
 
 // logits: [B, T, V]; targets: B * T next-token ids.

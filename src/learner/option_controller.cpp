@@ -67,8 +67,12 @@ void fill_normal(Parameter& parameter, double scale, uint64_t seed, uint64_t key
 
 std::string controller_prefix(int64_t layer) { return "layer" + std::to_string(layer) + "."; }
 
+bool is_selection_parameter(const std::string& name) {
+  return name.ends_with(".selection.delta_w") || name.ends_with(".selection.delta_b");
+}
+
 OptionController::OptionController(ParameterSet& parameters, int64_t layer, int64_t hidden_size, int64_t num_experts,
-                                   const ControllerConfig& config, const float* router_weight, uint64_t seed)
+                                   const ControllerConfig& config, uint64_t seed)
     : parameters_(parameters), layer_(layer), hidden_size_(hidden_size), num_experts_(num_experts), config_(config) {
   TEMOE_CHECK(config.k_hat >= 1 && config.k_hat <= num_experts,
               "controller.k_hat = " << config.k_hat << " must lie in [1, " << num_experts << "] (the layer's experts)");
@@ -90,11 +94,8 @@ OptionController::OptionController(ParameterSet& parameters, int64_t layer, int6
   parameters.add(prefix + "q.b1", {width});
   fill_normal(parameters.add(prefix + "q.w2", {1, width}), 0.01 / std::sqrt(double(width)), seed, key(6));
   parameters.add(prefix + "q.b2", {1});
-  parameters.add(prefix + "v.w", {1, hidden_size});
-  parameters.add(prefix + "v.b", {1});
-  Parameter& selection = parameters.add(prefix + "selection.w", {num_experts, hidden_size});
-  std::copy(router_weight, router_weight + num_experts * hidden_size, selection.value.data());
-  parameters.add(prefix + "selection.b", {num_experts});
+  parameters.add(prefix + "selection.delta_w", {num_experts, hidden_size});
+  parameters.add(prefix + "selection.delta_b", {num_experts});
 }
 
 OptionController::Pieces OptionController::pieces() const {
@@ -102,8 +103,7 @@ OptionController::Pieces OptionController::pieces() const {
   const auto get = [&](const char* name) { return &parameters_.get(prefix + name); };
   return {get("expert_embedding"), get("phi.w1"), get("phi.b1"), get("phi.w2"), get("phi.b2"),
           get("termination.w1"), get("termination.b1"), get("termination.w2"), get("termination.b2"),
-          get("q.w1"), get("q.b1"), get("q.w2"), get("q.b2"), get("v.w"), get("v.b"),
-          get("selection.w"), get("selection.b")};
+          get("q.w1"), get("q.b1"), get("q.w2"), get("q.b2"), get("selection.delta_w"), get("selection.delta_b")};
 }
 
 namespace {
@@ -128,11 +128,16 @@ Tensor transposed(const float* data, int64_t rows, int64_t cols) {
 
 }  // namespace
 
-HiddenProjection OptionController::project(std::span<const float> hidden, int64_t rows, bool with_selection) const {
+HiddenProjection OptionController::project(std::span<const float> hidden, int64_t rows,
+                                           std::span<const float> router_logits) const {
   const int64_t d = hidden_size_, e = num_experts_;
   const int64_t embedding = config_.embedding_dim, set = config_.set_dim, width = config_.hidden;
   TEMOE_CHECK(static_cast<int64_t>(hidden.size()) == rows * d,
               "controller layer " << layer_ << ": hidden has " << hidden.size() << " values for " << rows << " rows x " << d);
+  const bool with_selection = !router_logits.empty();
+  TEMOE_CHECK(!with_selection || static_cast<int64_t>(router_logits.size()) == rows * e,
+              "controller layer " << layer_ << ": " << router_logits.size() << " router logits for " << rows << " rows x "
+                                  << e << " experts");
   const Pieces p = pieces();
   CpuBackend backend;
   HiddenProjection out;
@@ -153,13 +158,12 @@ HiddenProjection OptionController::project(std::span<const float> hidden, int64_
     const float scale = rms_scale(h, d);
     for (int64_t i = 0; i < d; ++i) out.normed_hidden.data()[r * d + i] = h[i] * scale;
   }
-  // The h-parts of both MLPs' first layers and V, for all rows in one GEMM: [rows, 2 * width + 1].
-  Tensor stacked({2 * width + 1, d});
+  // The h-parts of both MLPs' first layers, for all rows in one GEMM: [rows, 2 * width].
+  Tensor stacked({2 * width, d});
   const Tensor termination_h = columns(p.termination_w1->value, 0, d), q_h = columns(p.q_w1->value, 0, d);
   std::copy(termination_h.data(), termination_h.data() + width * d, stacked.data());
   std::copy(q_h.data(), q_h.data() + width * d, stacked.data() + width * d);
-  std::copy(p.v_w->value.data(), p.v_w->value.data() + d, stacked.data() + 2 * width * d);
-  out.projected = Tensor({rows, 2 * width + 1});
+  out.projected = Tensor({rows, 2 * width});
   if (rows > 0) backend.matmul_transposed(out.normed_hidden, stacked, out.projected, false);
   if (with_selection) {
     out.selection_logits.resize(static_cast<size_t>(rows * e));
@@ -167,15 +171,17 @@ HiddenProjection OptionController::project(std::span<const float> hidden, int64_
     const Tensor h_tensor = Tensor::from_vector({rows, d}, std::vector<float>(hidden.begin(), hidden.end()));
     if (rows > 0) backend.matmul_transposed(h_tensor, p.selection_w->value, logits, false);
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t i = 0; i < e; ++i) out.selection_logits[r * e + i] = logits.data()[r * e + i] + p.selection_b->value.data()[i];
+      for (int64_t i = 0; i < e; ++i) {
+        out.selection_logits[r * e + i] = router_logits[r * e + i] + (logits.data()[r * e + i] + p.selection_b->value.data()[i]);
+      }
     }
   }
   return out;
 }
 
 ControllerEvaluation OptionController::evaluate(std::span<const float> hidden, std::span<const int32_t> masks,
-                                                int64_t rows, bool with_selection) const {
-  return evaluate_rows(project(hidden, rows, with_selection), {}, masks);
+                                                int64_t rows, std::span<const float> router_logits) const {
+  return evaluate_rows(project(hidden, rows, router_logits), {}, masks);
 }
 
 ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& projection,
@@ -211,7 +217,6 @@ ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& pro
   }
   out.beta.resize(static_cast<size_t>(rows));
   out.q.resize(static_cast<size_t>(rows));
-  out.v.resize(static_cast<size_t>(rows));
   out.normed_set.resize(static_cast<size_t>(rows * set));
   out.set_norm_scale.resize(static_cast<size_t>(rows));
   out.termination_hidden.resize(static_cast<size_t>(rows * width));
@@ -231,7 +236,7 @@ ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& pro
     out.set_norm_scale[r] = z_scale;
     float* nz = out.normed_set.data() + r * set;
     for (int64_t j = 0; j < set; ++j) nz[j] = z[j] * z_scale;
-    const float* from_h = projection.projected.data() + source(r) * (2 * width + 1);
+    const float* from_h = projection.projected.data() + source(r) * (2 * width);
     float* t_pre = out.termination_hidden.data() + r * width;
     float* q_pre = out.q_hidden.data() + r * width;
     for (int64_t o = 0; o < width; ++o) {
@@ -250,21 +255,20 @@ ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& pro
     out.beta[r] = sigmoid(logit);
     for (int64_t j = 0; j < width; ++j) act[j] = gelu(q_pre[j]);
     linear(p.q_w2->value.data(), p.q_b2->value.data(), act.data(), &out.q[r], 1, width);
-    out.v[r] = from_h[2 * width] + p.v_b->value.data()[0];
   }
   return out;
 }
 
 void OptionController::backward(const ControllerEvaluation& evaluation, std::span<const float> hidden,
                                 std::span<const int32_t> masks, std::span<const float> d_beta, std::span<const float> d_q,
-                                std::span<const float> d_v, std::span<const float> d_selection) {
+                                std::span<const float> d_selection) {
   const int64_t d = hidden_size_, e = num_experts_, k_hat = config_.k_hat;
   const int64_t embedding = config_.embedding_dim, set = config_.set_dim, width = config_.hidden, input = d + set;
   const int64_t rows = evaluation.rows;
   const Pieces p = pieces();
   CpuBackend backend;
-  // Gradients of the h-side pre-activations, [rows, 2 * width + 1]: termination, Q, V.
-  std::vector<float> d_projected(static_cast<size_t>(rows * (2 * width + 1)), 0.0f);
+  // Gradients of the h-side pre-activations, [rows, 2 * width]: termination, Q.
+  std::vector<float> d_projected(static_cast<size_t>(rows * (2 * width)), 0.0f);
   std::vector<float> d_phi_out(static_cast<size_t>(e * set), 0.0f);
   std::vector<float> act(static_cast<size_t>(width)), d_nz(static_cast<size_t>(set)), d_z(static_cast<size_t>(set));
   float* termination_w1_grad = p.termination_w1->gradient.data();
@@ -272,7 +276,7 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
   // Rows in order, one thread: the per-row sums must not depend on threads.
   for (int64_t r = 0; r < rows; ++r) {
     const float* nz = evaluation.normed_set.data() + r * set;
-    float* d_row = d_projected.data() + r * (2 * width + 1);
+    float* d_row = d_projected.data() + r * (2 * width);
     std::fill(d_nz.begin(), d_nz.end(), 0.0f);
     const auto through_mlp = [&](float g_out, const float* pre, Parameter* w2, Parameter* b2, Parameter* w1, Parameter* b1,
                                  float* w1_grad, float* d_pre) {
@@ -298,9 +302,6 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
     if (g_q != 0.0f) {
       through_mlp(g_q, evaluation.q_hidden.data() + r * width, p.q_w2, p.q_b2, p.q_w1, p.q_b1, q_w1_grad, d_row + width);
     }
-    const float g_v = d_v.empty() ? 0.0f : d_v[static_cast<size_t>(r)];
-    d_row[2 * width] = g_v;
-    p.v_b->gradient.data()[0] += g_v;
     // Through RMSNorm(z) (y = z * s): dz = s * (dy - y * mean(dy * y)); h is detached.
     double mean = 0;
     for (int64_t j = 0; j < set; ++j) mean += static_cast<double>(d_nz[j]) * nz[j];
@@ -318,10 +319,10 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
     }
   }
   if (rows > 0) {
-    // Weight gradients of the h-parts: [2 * width + 1, D] = d_projected^T . RMSNorm(h), one GEMM.
-    const Tensor d_projected_t = transposed(d_projected.data(), rows, 2 * width + 1);
+    // Weight gradients of the h-parts: [2 * width, D] = d_projected^T . RMSNorm(h), one GEMM.
+    const Tensor d_projected_t = transposed(d_projected.data(), rows, 2 * width);
     const Tensor normed_t = transposed(evaluation.normed_hidden.data(), rows, d);
-    Tensor stacked_grad({2 * width + 1, d});
+    Tensor stacked_grad({2 * width, d});
     backend.matmul_transposed(d_projected_t, normed_t, stacked_grad, false);
     for (int64_t o = 0; o < width; ++o) {
       for (int64_t i = 0; i < d; ++i) {
@@ -329,7 +330,6 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
         q_w1_grad[o * input + i] += stacked_grad.data()[(width + o) * d + i];
       }
     }
-    for (int64_t i = 0; i < d; ++i) p.v_w->gradient.data()[i] += stacked_grad.data()[2 * width * d + i];
     if (!d_selection.empty()) {
       // [E, D] += d_selection^T . h, and the bias.
       const Tensor d_selection_t = transposed(d_selection.data(), rows, e);

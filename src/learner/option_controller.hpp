@@ -5,8 +5,13 @@
 //   x      = [RMSNorm(h), RMSNorm(z(w))]     (parameter-free RMSNorms)
 //   beta   = sigmoid(MLP_beta(x))            termination probability
 //   Q(h,w) = MLP_Q(x)                        value of holding w
-//   V(h)   = linear(RMSNorm(h))              state value
-//   s(h)   = W_sel h + b_sel                 selection logits over E experts (W_sel starts as the router)
+//   s(h)   = router(h) + W_delta h + b_delta selection logits over E experts
+// The value of choosing anew, V_Omega(h) = Q(h, the mask a reload would load), is Q at that mask
+// (src/learner/advantage_estimation.hpp), so there is no separate state-value head. The selection
+// head is a delta on the frozen router's own logits, zero at the start (a reload loads the
+// router's top-k_hat) and trained at its own, smaller learning rate
+// (controller.selection_learning_rate): a step at the controllers' rate would move a head that
+// starts as the router's weights (RMS ~0.04) by several percent.
 // Forward and backward are written by hand: the MLPs are small and run on the host. The parts
 // that see h (D wide) run as GEMMs over all rows at once; the mask-dependent parts are per row.
 #include <cstdint>
@@ -23,7 +28,6 @@ struct ControllerEvaluation {
   int64_t rows = 0;
   std::vector<float> beta;               // [rows]
   std::vector<float> q;                  // [rows]
-  std::vector<float> v;                  // [rows]
   std::vector<float> selection_logits;   // [rows, E] (only when asked for)
   // Tape.
   std::vector<float> phi_hidden;         // [E, hidden] pre-activation of phi
@@ -35,45 +39,45 @@ struct ControllerEvaluation {
   std::vector<float> q_hidden;           // [rows, hidden] pre-activation
 };
 // The mask-independent part of a batch, computed once per layer with GEMMs over all rows: the
-// expert encodings phi(e_i), RMSNorm(h), the h-parts of the termination and Q first layers and V,
-// and the selection logits.
+// expert encodings phi(e_i), RMSNorm(h), the h-parts of the termination and Q first layers, and
+// the selection logits.
 struct HiddenProjection {
   int64_t rows = 0;
   std::vector<float> phi_hidden;        // [E, hidden]
   std::vector<float> phi_out;           // [E, set_dim]
   Tensor normed_hidden;                 // [rows, D]
-  Tensor projected;                     // [rows, 2 * hidden + 1]: termination, Q, V (without biases)
+  Tensor projected;                     // [rows, 2 * hidden]: termination, Q (without biases)
   std::vector<float> selection_logits;  // [rows, E] (only when asked for)
 };
 
 class OptionController {
  public:
   // Registers the parameters of layer `layer` in `parameters` (names "layer<l>.<piece>") and
-  // initialises them from `seed`; the selection head starts as `router_weight` ([E, D]).
+  // initialises them from `seed`; the selection delta starts at zero.
   OptionController(ParameterSet& parameters, int64_t layer, int64_t hidden_size, int64_t num_experts,
-                   const ControllerConfig& config, const float* router_weight, uint64_t seed);
+                   const ControllerConfig& config, uint64_t seed);
 
   int64_t layer() const { return layer_; }
   int64_t num_experts() const { return num_experts_; }
   int64_t hidden_size() const { return hidden_size_; }
   const ControllerConfig& config() const { return config_; }
 
-  // hidden: [rows, D]; masks: rows * k_hat expert ids. with_selection adds s(h).
+  // hidden: [rows, D]; masks: rows * k_hat expert ids. router_logits: [rows, E], the frozen
+  // router's logits at these rows, to which the selection delta is added (empty: no selection).
   ControllerEvaluation evaluate(std::span<const float> hidden, std::span<const int32_t> masks, int64_t rows,
-                                bool with_selection) const;
+                                std::span<const float> router_logits) const;
 
   // The same in two parts, so that a scan over positions projects all rows once and then
   // evaluates a few rows at a time with their masks. row_indices: rows of the projection to use
   // (in order); masks: row_indices.size() * k_hat expert ids.
-  HiddenProjection project(std::span<const float> hidden, int64_t rows, bool with_selection) const;
+  HiddenProjection project(std::span<const float> hidden, int64_t rows, std::span<const float> router_logits) const;
   ControllerEvaluation evaluate_rows(const HiddenProjection& projection, std::span<const int64_t> row_indices,
                                      std::span<const int32_t> masks) const;
 
-  // Accumulates parameter gradients of sum_r (d_beta[r] * beta[r] + d_q[r] * q[r] + d_v[r] * v[r]
-  // + d_selection[r] . s[r]); empty spans count as zeros.
+  // Accumulates parameter gradients of sum_r (d_beta[r] * beta[r] + d_q[r] * q[r] + d_selection[r] . s[r]);
+  // empty spans count as zeros.
   void backward(const ControllerEvaluation& evaluation, std::span<const float> hidden, std::span<const int32_t> masks,
-                std::span<const float> d_beta, std::span<const float> d_q, std::span<const float> d_v,
-                std::span<const float> d_selection);
+                std::span<const float> d_beta, std::span<const float> d_q, std::span<const float> d_selection);
 
   // Keeps the termination bias inside its configured range (after each optimizer step).
   void clamp_termination_bias();
@@ -93,9 +97,7 @@ class OptionController {
     Parameter* q_b1;              // [hidden]
     Parameter* q_w2;              // [1, hidden]
     Parameter* q_b2;              // [1]
-    Parameter* v_w;               // [1, D]
-    Parameter* v_b;               // [1]
-    Parameter* selection_w;       // [E, D]
+    Parameter* selection_w;       // [E, D] the delta on the router's logits
     Parameter* selection_b;       // [E]
   };
   Pieces pieces() const;
@@ -109,5 +111,8 @@ class OptionController {
 
 // The names of layer `layer`'s controller parameters start with this prefix.
 std::string controller_prefix(int64_t layer);
+
+// Whether a controller parameter belongs to the selection delta (its own learning rate).
+bool is_selection_parameter(const std::string& name);
 
 }  // namespace temoe

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 namespace temoe {
 
@@ -10,6 +11,7 @@ void RoutingCounts::add(const RoutingCounts& other) {
   switches += other.switches;
   options += other.options;
   tokens += other.tokens;
+  experts_loaded += other.experts_loaded;
   if (expert_uses.size() < other.expert_uses.size()) expert_uses.resize(other.expert_uses.size(), 0.0);
   for (size_t e = 0; e < other.expert_uses.size(); ++e) expert_uses[e] += other.expert_uses[e];
   distinct_masks.insert(other.distinct_masks.begin(), other.distinct_masks.end());
@@ -47,6 +49,9 @@ RoutingCounts count_sets(std::span<const int32_t> sets, int64_t set_size, std::s
         if (current != previous) {
           counts.switches += 1;
           counts.options += 1;
+          std::vector<int32_t> loaded;
+          std::set_difference(current.begin(), current.end(), previous.begin(), previous.end(), std::back_inserter(loaded));
+          counts.experts_loaded += static_cast<double>(loaded.size());
         }
       }
       counts.distinct_masks.insert(current);

@@ -4,6 +4,7 @@
 //   switch rate: fraction of (token, layer) pairs, t >= 1, whose mask changed from the previous
 //                token (for plain top-k routing: whose top-k set changed);
 //   option duration: tokens per held option (a new option at t = 0 and at every switch);
+//   experts loaded: |w_t minus w_{t-1}| summed over switches (what an offloading server fetches);
 //   distinct masks used; utilisation entropy of the experts the router actually used.
 #include <cstdint>
 #include <set>
@@ -19,12 +20,14 @@ struct RoutingCounts {
   double switches = 0;
   double options = 0;         // option segments (starts at t = 0 and at each switch)
   double tokens = 0;
+  double experts_loaded = 0;  // over all switches: experts in the new set that the previous lacked
   std::vector<double> expert_uses;  // [E] slots routed to each expert
   std::set<std::vector<int32_t>> distinct_masks;
 
   void add(const RoutingCounts& other);
   double switch_rate() const { return transitions > 0 ? switches / transitions : 0.0; }
   double mean_option_duration() const { return options > 0 ? tokens / options : 0.0; }
+  double experts_loaded_per_switch() const { return switches > 0 ? experts_loaded / switches : 0.0; }
   double utilization_entropy() const;  // nats
 };
 

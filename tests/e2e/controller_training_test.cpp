@@ -169,20 +169,25 @@ TEST_F(ControllerTraining, TwoRanksWithBatchBMatchOneRankWithBatch2B) {
 }
 
 TEST_F(ControllerTraining, TheDeliberationCostHoldsMasksAndTheObjectiveImproves) {
-  const auto free_switching = train("eta-0", 1, "--train.steps=30 --controller.eta=0", 8);
-  const auto costly = train("eta-high", 1, "--train.steps=30 --controller.eta=0.5", 8);
-  ASSERT_EQ(free_switching.size(), 30u);
-  ASSERT_EQ(costly.size(), 30u);
+  // The termination advantage is Q(h, w_{t-1}) - Q(h, w_hat) + eta: until Q tells masks apart,
+  // an eta of 0 gives termination little to learn from, so the runs are 60 steps long.
+  const auto free_switching = train("eta-0", 1, "--train.steps=60 --controller.eta=0", 8);
+  const auto costly = train("eta-high", 1, "--train.steps=60 --controller.eta=0.5", 8);
+  ASSERT_EQ(free_switching.size(), 60u);
+  ASSERT_EQ(costly.size(), 60u);
   // Without a cost the controllers learn to switch more (and so to track the teacher better);
   // with a high one they stop switching.
-  const double free_late = mean_of(free_switching, "switch_rate", 20, 30);
-  const double costly_late = mean_of(costly, "switch_rate", 20, 30);
+  const double free_late = mean_of(free_switching, "switch_rate", 45, 60);
+  const double costly_late = mean_of(costly, "switch_rate", 45, 60);
   EXPECT_GT(free_late, 3 * costly_late + 0.05) << free_late << " vs " << costly_late;
-  // The objective: the student moves towards the teacher where switching is free.
-  const double kl_early = mean_of(free_switching, "kl", 0, 10), kl_late = mean_of(free_switching, "kl", 20, 30);
-  EXPECT_LT(kl_late, 0.7 * kl_early) << kl_early << " -> " << kl_late;
-  std::printf("switch rate late in training: eta 0 %.3f, eta 0.5 %.3f; KL at eta 0: %.4f -> %.4f\n", free_late,
-              costly_late, kl_early, kl_late);
+  // The objective: where switching is free the student moves towards the teacher, both over
+  // training and against the run that the cost keeps from switching.
+  const double kl_early = mean_of(free_switching, "kl", 0, 10), kl_late = mean_of(free_switching, "kl", 45, 60);
+  const double costly_kl_late = mean_of(costly, "kl", 45, 60);
+  EXPECT_LT(kl_late, 0.9 * kl_early) << kl_early << " -> " << kl_late;
+  EXPECT_LT(kl_late, 0.9 * costly_kl_late) << kl_late << " vs " << costly_kl_late;
+  std::printf("switch rate late in training: eta 0 %.3f, eta 0.5 %.3f; KL at eta 0: %.4f -> %.4f, at eta 0.5: %.4f\n",
+              free_late, costly_late, kl_early, kl_late, costly_kl_late);
 }
 
 TEST_F(ControllerTraining, EvalReportsTheControllerBesideEveryBaseline) {
@@ -216,6 +221,30 @@ TEST_F(ControllerTraining, EvalReportsTheControllerBesideEveryBaseline) {
   EXPECT_NEAR(report["baselines"]["random"]["switch_rate"].get<double>(), report["switch_rate"].get<double>(), 0.03);
   EXPECT_NE(result.output.find("greedy cache"), std::string::npos) << result.output;
   EXPECT_EQ(report["remote_ranks_per_mask"].get<double>(), 0.0) << "one rank holds every expert";
+  // The referee's measures: top-1 agreement and the NLL gap (the teacher agrees with itself, with
+  // no gap), experts loaded per switch (between 1 and k_hat), per-layer rates.
+  for (const char* policy : {"topk", "fixed", "random", "greedy_cache"}) {
+    for (const char* key : {"top1_agreement", "nll_gap", "experts_loaded_per_switch", "switch_rate_per_layer"}) {
+      EXPECT_TRUE(report["baselines"][policy].contains(key)) << policy << " " << key;
+    }
+  }
+  EXPECT_EQ(report["baselines"]["topk"]["top1_agreement"].get<double>(), 1.0);
+  EXPECT_EQ(report["baselines"]["topk"]["nll_gap"].get<double>(), 0.0);
+  EXPECT_LT(report["baselines"]["fixed"]["top1_agreement"].get<double>(), 1.0);
+  EXPECT_EQ(report["switch_rate_per_layer"].size(), 2u);
+  const double loaded = report["baselines"]["greedy_cache"]["experts_loaded_per_switch"].get<double>();
+  EXPECT_GE(loaded, 1.0);
+  EXPECT_LE(loaded, 4.0);
+  // The greedy cache as a front over its decays, and the segment oracle (the topic data have domains):
+  // it switches only where the topic changes, so less often than plain top-k.
+  ASSERT_EQ(report["baselines"]["greedy_cache_front"].size(), 7u);
+  EXPECT_EQ(report["baselines"]["greedy_cache_front"][3]["decay"].get<double>(), 0.9);
+  EXPECT_EQ(report["baselines"]["greedy_cache_front"][3]["kl"], report["baselines"]["greedy_cache"]["kl"]);
+  EXPECT_TRUE(report.contains("greedy_cache_kl_at_controller_rate"));
+  ASSERT_TRUE(report["baselines"].contains("segment_oracle"));
+  EXPECT_GT(report["baselines"]["segment_oracle"]["switch_rate"].get<double>(), 0.0);
+  EXPECT_LT(report["baselines"]["segment_oracle"]["switch_rate"].get<double>(),
+            report["baselines"]["topk"]["switch_rate"].get<double>());
 
   // Over 2 expert-parallel ranks a held mask spans at most the one other rank, and some masks do.
   const auto parallel = eval(2, "eval-np2.json");

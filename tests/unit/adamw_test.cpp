@@ -124,6 +124,37 @@ TEST(AdamW, FirstStepIsDecayPlusSignedLearningRate) {
   EXPECT_EQ(optimizer.step_count(), 1);
 }
 
+TEST(AdamW, AScaledParameterMovesAtItsOwnRateAndTheOthersAreUntouched) {
+  // Two parameters with the same values and gradients; the second at a tenth of the rate takes
+  // exactly the steps a lone AdamW at that rate takes, the first exactly those at the full rate.
+  const auto make = [](ParameterSet& set, const std::string& name) {
+    Parameter& p = set.add(name, {2});
+    p.value = Tensor::from_vector({2}, {0.7f, -1.2f});
+    return &p;
+  };
+  ParameterSet both, full_only, tenth_only;
+  Parameter* first = make(both, "a");
+  Parameter* second = make(both, "b");
+  Parameter* full = make(full_only, "a");
+  Parameter* tenth = make(tenth_only, "b");
+  AdamWConfig config;
+  config.weight_decay = 0.2;
+  AdamW scaled(both, config), reference_full(full_only, config), reference_tenth(tenth_only, config);
+  scaled.set_learning_rate_scale(1, 0.1);
+  EXPECT_EQ(scaled.learning_rate_scale(0), 1.0);
+  for (int step = 0; step < 3; ++step) {
+    for (Parameter* p : {first, second, full, tenth}) p->gradient = Tensor::from_vector({2}, {0.5f - static_cast<float>(step), 2.0f});
+    scaled.step(0.05);
+    reference_full.step(0.05);
+    reference_tenth.step(0.05 * 0.1);
+  }
+  EXPECT_EQ(first->value.to_vector(), full->value.to_vector());
+  EXPECT_EQ(second->value.to_vector(), tenth->value.to_vector());
+  EXPECT_NE(first->value.to_vector(), second->value.to_vector());
+  EXPECT_THROW(scaled.set_learning_rate_scale(2, 0.5), Error);
+  EXPECT_THROW(scaled.set_learning_rate_scale(0, -1.0), Error);
+}
+
 TEST(AdamW, ZeroGradientOnlyDecays) {
   ParameterSet parameters;
   Parameter& parameter = parameters.add("w", {2});

@@ -38,7 +38,7 @@ struct LearnerSetup {
     ControllerConfig config;
     config.k_hat = 4;
     config.termination_bias = -1.0;  // some terminations, so that the selection loss has terms
-    controllers = make_controllers(parameters, built->config, built->weights, config, 1);
+    controllers = make_controllers(parameters, built->config, config, 1);
     ControllerPolicy policy(controllers, true, 1);
     const Rollout teacher = run_rollout(*built->model, tokens, batch, time, nullptr, ids, 0);
     student = run_rollout(*built->model, tokens, batch, time, &policy, ids, 0);

@@ -33,10 +33,10 @@ TEST(MaskedRouting, TheRouterNeverLeavesTheHeldMask) {
   controller_config.k_hat = 3;
   controller_config.termination_bias = 0.0;  // switch often, so that many masks are tried
   ParameterSet parameters;
-  auto controllers = make_controllers(parameters, config, weights, controller_config, 1);
+  auto controllers = make_controllers(parameters, config, controller_config, 1);
   ControllerPolicy controller_policy(controllers, true, 3);
   GreedyCachePolicy cache_policy(3, config.top_k, 0.9);
-  RandomSwitchPolicy random_policy(3, 0.5, 2);
+  RandomSwitchPolicy random_policy(3, {0.5}, 2);
   for (MaskPolicy* policy : std::initializer_list<MaskPolicy*>{&controller_policy, &cache_policy, &random_policy}) {
     const Rollout rollout = run_rollout(model, tokens.ids, batch, time, policy, ids, 0);
     int64_t switches = 0;
@@ -71,6 +71,9 @@ TEST(RoutingStatistics, SwitchRateDurationAndEntropyOnAHandMadeSequence) {
   EXPECT_DOUBLE_EQ(counts.switch_rate(), 0.5);
   EXPECT_DOUBLE_EQ(counts.mean_option_duration(), 5.0 / 3.0);
   EXPECT_EQ(counts.distinct_masks.size(), 2u);
+  // Experts loaded: {0,1} -> {1,2} loads 2, {1,2} -> {0,1} loads 0: one expert per switch.
+  EXPECT_DOUBLE_EQ(counts.experts_loaded, 2.0);
+  EXPECT_DOUBLE_EQ(counts.experts_loaded_per_switch(), 1.0);
   // Uses: expert 0: 3, expert 1: 5, expert 2: 2 of 10 slots.
   const double entropy = -(0.3 * std::log(0.3) + 0.5 * std::log(0.5) + 0.2 * std::log(0.2));
   EXPECT_NEAR(counts.utilization_entropy(), entropy, 1e-12);

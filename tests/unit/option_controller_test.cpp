@@ -15,7 +15,7 @@ constexpr int64_t kHidden = 12, kExperts = 6, kRows = 5;
 struct ControllerFixture {
   ParameterSet parameters;
   ControllerConfig config;
-  std::vector<float> hidden, router;
+  std::vector<float> hidden, router_logits;
   std::vector<int32_t> masks;
   std::unique_ptr<OptionController> controller;
 
@@ -25,10 +25,10 @@ struct ControllerFixture {
     config.set_dim = 5;
     config.hidden = 7;
     CounterRandom random(3, {});
-    for (int64_t i = 0; i < kHidden * kExperts; ++i) router.push_back(static_cast<float>(random.normal()));
+    for (int64_t i = 0; i < kRows * kExperts; ++i) router_logits.push_back(static_cast<float>(random.normal()));
     for (int64_t i = 0; i < kRows * kHidden; ++i) hidden.push_back(static_cast<float>(random.normal()));
     masks = {0, 1, 2, 3, 4, 5, 0, 2, 4, 1, 3, 5, 2, 3, 5};
-    controller = std::make_unique<OptionController>(parameters, 0, kHidden, kExperts, config, router.data(), 9);
+    controller = std::make_unique<OptionController>(parameters, 0, kHidden, kExperts, config, 9);
     // Larger output weights than the initialisation, so every path carries gradient.
     for (auto& parameter : parameters.parameters()) {
       CounterRandom noise(11, {std::hash<std::string>{}(parameter.name)});
@@ -39,19 +39,18 @@ struct ControllerFixture {
 
 // The scalar whose gradient is checked: sum of fixed random weights times every head's outputs.
 struct Probe {
-  std::vector<float> d_beta, d_q, d_v, d_selection;
+  std::vector<float> d_beta, d_q, d_selection;
   explicit Probe(uint64_t seed) {
     CounterRandom random(seed, {});
     for (int64_t r = 0; r < kRows; ++r) {
       d_beta.push_back(static_cast<float>(random.normal()));
       d_q.push_back(static_cast<float>(random.normal()));
-      d_v.push_back(static_cast<float>(random.normal()));
     }
     for (int64_t i = 0; i < kRows * kExperts; ++i) d_selection.push_back(static_cast<float>(random.normal()));
   }
   double value(const ControllerEvaluation& e) const {
     double total = 0;
-    for (int64_t r = 0; r < kRows; ++r) total += d_beta[r] * e.beta[r] + d_q[r] * e.q[r] + d_v[r] * e.v[r];
+    for (int64_t r = 0; r < kRows; ++r) total += d_beta[r] * e.beta[r] + d_q[r] * e.q[r];
     for (int64_t i = 0; i < kRows * kExperts; ++i) total += d_selection[i] * e.selection_logits[i];
     return total;
   }
@@ -61,9 +60,9 @@ TEST(OptionController, BackwardMatchesFiniteDifferencesForEveryParameter) {
   ControllerFixture setup;
   const Probe probe(17);
   auto& controller = *setup.controller;
-  const auto evaluation = controller.evaluate(setup.hidden, setup.masks, kRows, true);
+  const auto evaluation = controller.evaluate(setup.hidden, setup.masks, kRows, setup.router_logits);
   setup.parameters.zero_gradients();
-  controller.backward(evaluation, setup.hidden, setup.masks, probe.d_beta, probe.d_q, probe.d_v, probe.d_selection);
+  controller.backward(evaluation, setup.hidden, setup.masks, probe.d_beta, probe.d_q, probe.d_selection);
   int checked = 0;
   for (auto& parameter : setup.parameters.parameters()) {
     // A few entries of each parameter, spread over it.
@@ -73,9 +72,9 @@ TEST(OptionController, BackwardMatchesFiniteDifferencesForEveryParameter) {
       const float saved = x;
       const float step = 1e-2f * std::max(1.0f, std::fabs(saved));
       x = saved + step;
-      const double up = probe.value(controller.evaluate(setup.hidden, setup.masks, kRows, true));
+      const double up = probe.value(controller.evaluate(setup.hidden, setup.masks, kRows, setup.router_logits));
       x = saved - step;
-      const double down = probe.value(controller.evaluate(setup.hidden, setup.masks, kRows, true));
+      const double down = probe.value(controller.evaluate(setup.hidden, setup.masks, kRows, setup.router_logits));
       x = saved;
       const double numeric = (up - down) / (2.0 * step);
       const double analytic = parameter.gradient.data()[i];
@@ -83,28 +82,27 @@ TEST(OptionController, BackwardMatchesFiniteDifferencesForEveryParameter) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 17 * 3);
+  EXPECT_EQ(checked, 15 * 3);
 }
 
 TEST(OptionController, StartsNearTheInitialTerminationProbabilityAndTheRouter) {
   ParameterSet parameters;
   ControllerConfig config;
   config.k_hat = 3;
-  std::vector<float> router(kHidden * kExperts), hidden(kRows * kHidden);
+  std::vector<float> router_logits(kRows * kExperts), hidden(kRows * kHidden);
   CounterRandom random(4, {});
-  for (auto& value : router) value = static_cast<float>(random.normal());
+  for (auto& value : router_logits) value = static_cast<float>(random.normal());
   for (auto& value : hidden) value = static_cast<float>(random.normal());
-  OptionController controller(parameters, 2, kHidden, kExperts, config, router.data(), 1);
+  OptionController controller(parameters, 2, kHidden, kExperts, config, 1);
   const std::vector<int32_t> masks = {0, 1, 2, 3, 4, 5, 0, 2, 4, 1, 3, 5, 2, 3, 5};
-  const auto evaluation = controller.evaluate(hidden, masks, kRows, true);
+  const auto evaluation = controller.evaluate(hidden, masks, kRows, router_logits);
   for (int64_t r = 0; r < kRows; ++r) {
     EXPECT_NEAR(evaluation.beta[r], 1.0 / (1.0 + std::exp(3.0)), 0.01);  // about 5% switching
-    for (int64_t e = 0; e < kExperts; ++e) {
-      double logit = 0;
-      for (int64_t i = 0; i < kHidden; ++i) logit += double(router[e * kHidden + i]) * hidden[r * kHidden + i];
-      EXPECT_NEAR(evaluation.selection_logits[r * kExperts + e], logit, 1e-4);
-    }
   }
+  // The selection delta starts at zero: a reload loads exactly the router's choice.
+  EXPECT_EQ(evaluation.selection_logits, router_logits);
+  // Without router logits there is no selection.
+  EXPECT_TRUE(controller.evaluate(hidden, masks, kRows, {}).selection_logits.empty());
   EXPECT_TRUE(parameters.contains("layer2.termination.b2"));
   parameters.get("layer2.termination.b2").value.data()[0] = 5.0f;
   controller.clamp_termination_bias();

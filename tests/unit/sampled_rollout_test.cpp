@@ -44,7 +44,7 @@ class SampledRolloutTest : public ::testing::Test {
     ControllerConfig config;
     config.k_hat = 4;
     config.termination_bias = -1.0;  // switch now and then, so that held masks change during generation
-    controllers_ = make_controllers(parameters_, built_->config, built_->weights, config, kSeed);
+    controllers_ = make_controllers(parameters_, built_->config, config, kSeed);
   }
 
   SampledRollout sample(const std::vector<int64_t>& ids, SampledRolloutOptions options = {6, 0.2}) {

@@ -74,7 +74,7 @@ TEST(SelectionLocality, ALargeBiasHoldsTheHomeRanksExpertsAtEverySelection) {
   LocalitySetup setup;
   for (const bool sample : {true, false}) {
     ParameterSet parameters;
-    auto controllers = make_controllers(parameters, setup.built->config, setup.built->weights, setup.config(50.0), 1);
+    auto controllers = make_controllers(parameters, setup.built->config, setup.config(50.0), 1);
     ControllerPolicy biased(controllers, sample, 3, SelectionLocality{setup.owners, 1});
     const auto [foreign, reloads] = setup.foreign_masks_and_reloads(
         run_rollout(*setup.built->model, setup.tokens, setup.batch, setup.time, &biased, setup.ids, 0));
@@ -95,7 +95,7 @@ TEST(SelectionLocality, TheLearnerScoresSelectionsWithTheBiasedLogits) {
   // bias entries) no gradient; scored without the bias, the same tuples are unlikely and push them.
   LocalitySetup setup;
   ParameterSet parameters;
-  auto controllers = make_controllers(parameters, setup.built->config, setup.built->weights, setup.config(30.0), 1);
+  auto controllers = make_controllers(parameters, setup.built->config, setup.config(30.0), 1);
   const SelectionLocality locality{setup.owners, 1};
   ControllerPolicy policy(controllers, true, 3, locality);
   const Rollout teacher = run_rollout(*setup.built->model, setup.tokens, setup.batch, setup.time, nullptr, setup.ids, 0);
@@ -109,7 +109,7 @@ TEST(SelectionLocality, TheLearnerScoresSelectionsWithTheBiasedLogits) {
     learner.accumulate_gradients(student, scores.reward, ends, setup.batch, setup.time);
     double largest = 0;
     for (int64_t layer = 0; layer < setup.built->config.num_layers; ++layer) {
-      const Parameter& head_bias = parameters.get(controller_prefix(layer) + "selection.b");
+      const Parameter& head_bias = parameters.get(controller_prefix(layer) + "selection.delta_b");
       for (int64_t expert = 0; expert < 4; ++expert) largest = std::max(largest, double(std::abs(head_bias.gradient.data()[expert])));
     }
     return largest;
