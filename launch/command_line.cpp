@@ -75,7 +75,7 @@ po::options_description configuration_keys() {
        "kl: -KL(teacher || student) at each position (dense, the teacher-forced default); log_ratio: log p_teacher - log p_student of the next token")
       ("eval.batches", po::value<int64_t>()->default_value(8), "held-out batches temoe eval scores")
       ("eval.cache_decay", po::value<double>()->default_value(0.9), "moving-average decay of the greedy cache baseline")
-      ("eval.cache_decays", po::value<std::string>()->default_value("0,0.5,0.8,0.9,0.95,0.98,0.99"),
+      ("eval.cache_decays", po::value<std::string>()->default_value("0,0.5,0.8,0.9,0.95,0.98,0.99,0.995,0.999"),
        "decays the greedy cache is swept over for its front (comma-separated, each in [0, 1); empty: no front)");
   keys.add(pretrain_configuration_keys());
   return keys;

@@ -321,6 +321,8 @@ int run_eval(const Arguments& arguments) {
       front_points.emplace_back(score.switch_rate(), point["kl"].get<double>());
     }
     report["baselines"]["greedy_cache_front"] = front;
+    // A cache that never reloads is the fixed mask: the front's end at no switching.
+    front_points.emplace_back(0.0, fixed_score.kl / std::max(fixed_score.tokens, 1.0));
     const std::optional<double> cache_kl = interpolate_front(front_points, controller.switch_rate());
     report["greedy_cache_kl_at_controller_rate"] = cache_kl ? nlohmann::json(*cache_kl) : nlohmann::json(nullptr);
     if (oracle_score) report["baselines"]["segment_oracle"] = oracle_score->to_json(layers, experts);

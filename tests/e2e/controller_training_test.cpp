@@ -237,7 +237,7 @@ TEST_F(ControllerTraining, EvalReportsTheControllerBesideEveryBaseline) {
   EXPECT_LE(loaded, 4.0);
   // The greedy cache as a front over its decays, and the segment oracle (the topic data have domains):
   // it switches only where the topic changes, so less often than plain top-k.
-  ASSERT_EQ(report["baselines"]["greedy_cache_front"].size(), 7u);
+  ASSERT_EQ(report["baselines"]["greedy_cache_front"].size(), 9u);
   EXPECT_EQ(report["baselines"]["greedy_cache_front"][3]["decay"].get<double>(), 0.9);
   EXPECT_EQ(report["baselines"]["greedy_cache_front"][3]["kl"], report["baselines"]["greedy_cache"]["kl"]);
   EXPECT_TRUE(report.contains("greedy_cache_kl_at_controller_rate"));
