@@ -10,6 +10,7 @@
 #include "src/learner/controller_trainer.hpp"
 #include "src/learner/distillation_reward.hpp"
 #include "tests/support/in_memory_model.hpp"
+#include "tests/support/random_batch.hpp"
 #include "tests/support/single_process_world.hpp"
 
 namespace temoe {
@@ -27,13 +28,7 @@ struct LearnerSetup {
   testing::SingleProcessWorld world;
 
   LearnerSetup() {
-    const int64_t vocabulary = built->config.vocab_size;
-    CounterRandom random(2, {});
-    std::vector<int32_t> tokens, targets;
-    for (int64_t i = 0; i < batch * time; ++i) {
-      tokens.push_back(static_cast<int32_t>(random.next_u64() % static_cast<uint64_t>(vocabulary)));
-      targets.push_back(static_cast<int32_t>(random.next_u64() % static_cast<uint64_t>(vocabulary)));
-    }
+    const auto [tokens, targets] = testing::random_tokens(built->config.vocab_size, batch * time, 2);
     const std::vector<int64_t> ids = {0, 1};
     ControllerConfig config;
     config.k_hat = 4;

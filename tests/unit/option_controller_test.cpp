@@ -6,6 +6,7 @@
 
 #include "src/core/counter_random.hpp"
 #include "src/learner/option_controller.hpp"
+#include "tests/support/random_batch.hpp"
 
 namespace temoe {
 namespace {
@@ -30,10 +31,7 @@ struct ControllerFixture {
     masks = {0, 1, 2, 3, 4, 5, 0, 2, 4, 1, 3, 5, 2, 3, 5};
     controller = std::make_unique<OptionController>(parameters, 0, kHidden, kExperts, config, 9);
     // Larger output weights than the initialisation, so every path carries gradient.
-    for (auto& parameter : parameters.parameters()) {
-      CounterRandom noise(11, {std::hash<std::string>{}(parameter.name)});
-      for (int64_t i = 0; i < parameter.value.numel(); ++i) parameter.value.data()[i] += static_cast<float>(0.3 * noise.normal());
-    }
+    testing::add_parameter_noise(parameters, 0.3, 11);
   }
 };
 

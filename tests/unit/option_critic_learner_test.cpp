@@ -13,6 +13,7 @@
 #include "src/learner/distillation_reward.hpp"
 #include "src/learner/plackett_luce.hpp"
 #include "tests/support/in_memory_model.hpp"
+#include "tests/support/random_batch.hpp"
 #include "tests/support/single_process_world.hpp"
 
 namespace temoe {
@@ -44,23 +45,15 @@ struct LearnerFixture {
   testing::SingleProcessWorld world;
 
   LearnerFixture() {
-    const int64_t vocabulary = built->config.vocab_size;
-    CounterRandom random(2, {});
-    std::vector<int32_t> tokens, targets;
-    for (int64_t i = 0; i < batch * time; ++i) {
-      tokens.push_back(static_cast<int32_t>(random.next_u64() % static_cast<uint64_t>(vocabulary)));
-      targets.push_back(static_cast<int32_t>(random.next_u64() % static_cast<uint64_t>(vocabulary)));
-    }
+    const auto drawn = testing::random_tokens(built->config.vocab_size, batch * time, 2);
     controllers = make_controllers(parameters, built->config, small_controller(), 1);
-    for (auto& parameter : parameters.parameters()) {
-      CounterRandom noise(11, {std::hash<std::string>{}(parameter.name)});
-      for (int64_t i = 0; i < parameter.value.numel(); ++i) parameter.value.data()[i] += static_cast<float>(0.3 * noise.normal());
-    }
+    testing::add_parameter_noise(parameters, 0.3, 11);
     const std::vector<int64_t> ids = {0, 1};
     ControllerPolicy policy(controllers, true, 1);
-    const Rollout teacher = run_rollout(*built->model, tokens, batch, time, nullptr, ids, 0);
-    student = run_rollout(*built->model, tokens, batch, time, &policy, ids, 0);
-    rewards = score_tokens(teacher.logits, student.logits, targets, RewardKind::log_ratio).reward;
+    const Rollout teacher = run_rollout(*built->model, drawn.tokens, batch, time, nullptr, ids, 0);
+    student = run_rollout(*built->model, drawn.tokens, batch, time, &policy, ids, 0);
+    rewards = score_tokens(teacher.logits, student.logits, drawn.targets, RewardKind::log_ratio).reward;
+    CounterRandom random(3, {});
     for (int64_t i = 0; i < batch * time; ++i) weights.push_back(0.5 + random.uniform());
     ends.assign(static_cast<size_t>(batch * time), 0);
     ends.back() = 1;  // one sequence ends its document, the other is truncated
@@ -260,11 +253,7 @@ TEST(OptionCriticLearner, TerminationAdvantageComparesTheHeldMaskWithTheGreedyRe
   for (int64_t layer = 0; layer < 2; ++layer) {
     controllers.emplace_back(parameters, layer, HandRollout::kHidden, HandRollout::kExperts, hand_config(), 1);
   }
-  for (auto& parameter : parameters.parameters()) {
-    if (is_selection_parameter(parameter.name)) continue;
-    CounterRandom noise(5, {std::hash<std::string>{}(parameter.name)});
-    for (int64_t i = 0; i < parameter.value.numel(); ++i) parameter.value.data()[i] += static_cast<float>(noise.normal());
-  }
+  testing::add_parameter_noise(parameters, 1.0, 5, [](const std::string& name) { return !is_selection_parameter(name); });
   const HandRollout hand(6);
   testing::SingleProcessWorld world;
   OptionCriticLearner learner(controllers, world);
