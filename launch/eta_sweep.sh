@@ -6,13 +6,15 @@
 # and the greedy cache's front) and draws it as SWEEP_DIR/front.png (python3-matplotlib; installed
 # when root and missing, else the table is printed without the picture).
 #   bash launch/eta_sweep.sh [CONFIG] [ETAS] [SEEDS]      e.g. bash launch/eta_sweep.sh configs/testbed.cfg "0 0.02 0.05" "1 2 3"
-# Extra temoe options go in TEMOE_SWEEP_OPTIONS; ranks in TEMOE_RANKS (default 2).
+# Extra temoe options go in TEMOE_SWEEP_OPTIONS; ranks in TEMOE_RANKS (default 2); the binary in
+# TEMOE_BINARY (default ./build/temoe, what launch/setup.sh builds).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 config=${1:-configs/testbed.cfg}
 etas=${2:-"0 0.02 0.05 0.1"}
 seeds=${3:-"1 2 3"}
 ranks=${TEMOE_RANKS:-2}
+binary=${TEMOE_BINARY:-./build/temoe}
 out=${TEMOE_SWEEP_DIR:-runs/eta-sweep}
 read -r -a extra <<< "${TEMOE_SWEEP_OPTIONS:-}"
 mkdir -p "$out"
@@ -20,9 +22,9 @@ for eta in $etas; do
   for seed in $seeds; do
     run="$out/eta-$eta-seed-$seed"
     if [[ ! -f $run/eval.json ]]; then
-      bash launch/mpirun.sh -np "$ranks" ./build/temoe train --config "$config" --run-dir "$run" \
+      bash launch/mpirun.sh -np "$ranks" "$binary" train --config "$config" --run-dir "$run" \
         --controller.eta="$eta" --train.seed="$seed" --train.log_every=1000000 "${extra[@]}" > "$run.train.log"
-      bash launch/mpirun.sh -np "$ranks" ./build/temoe eval --config "$config" --run-dir "$run" \
+      bash launch/mpirun.sh -np "$ranks" "$binary" eval --config "$config" --run-dir "$run" \
         --train.seed="$seed" --json "$run/eval.json" "${extra[@]}" > "$run.eval.log"
     fi
     echo "eta $eta seed $seed: $(tail -n +3 "$run.eval.log" | head -1)"
