@@ -15,6 +15,7 @@ int run_checkpoint_stress(const Arguments& arguments);  // hidden: for the kill-
 int run_train(const Arguments& arguments);
 int run_eval(const Arguments& arguments);
 int run_make_data(const Arguments& arguments);
+int run_make_corpus(const Arguments& arguments);
 int run_pretrain(const Arguments& arguments);
 int run_place(const Arguments& arguments);
 

@@ -28,6 +28,7 @@ const std::map<std::string, Command>& commands() {
       // Hidden (no summary): commits checkpoints in a loop for the kill -9 test.
       {"checkpoint-stress", {temoe::launch::run_checkpoint_stress, nullptr}},
       {"make-data", {temoe::launch::run_make_data, "write the synthetic topic-language training data (HDF5)"}},
+      {"make-corpus", {temoe::launch::run_make_corpus, "write a byte-level corpus of text files of several kinds (HDF5)"}},
       {"place", {temoe::launch::run_place, "an expert placement from co-selection on calibration data (for parallel.placement)"}},
       {"pretrain", {temoe::launch::run_pretrain, "pretrain the MoE transformer on token data (expert-parallel under mpirun)"}},
   };
