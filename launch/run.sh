@@ -13,7 +13,11 @@ config=${TEMOE_CONFIG:-configs/testbed.cfg}
 mkdir -p runs/testbed
 [[ -f runs/testbed/data.h5 ]] || ./build/temoe make-data --out runs/testbed/data.h5 --seed 1 --data.documents=2048 > /dev/null
 [[ -f runs/testbed/eval.h5 ]] || ./build/temoe make-data --out runs/testbed/eval.h5 --seed 2 --data.documents=256 > /dev/null
-run=runs/testbed/controller
+# The headline testbed's byte corpus (TEMOE_CONFIG=configs/corpus-testbed.cfg), from Debian packages.
+if [[ $config == configs/corpus-testbed.cfg && ! ( -f runs/corpus/train.h5 && -f runs/corpus/eval.h5 ) ]]; then
+  bash launch/make_corpus.sh runs/corpus
+fi
+run=runs/$(basename "$config" .cfg)/controller  # runs/testbed/controller for the default
 if [[ ${TEMOE_RETRAIN:-0} == 1 ]]; then
   rm -rf "$run"  # a run directory with checkpoints would otherwise be resumed, not retrained
 fi
