@@ -88,7 +88,7 @@ std::vector<std::filesystem::path> list_kind_files(const CorpusKind& kind);
 // a file that cannot be read.
 ByteCorpus build_byte_corpus(const ByteCorpusOptions& options);
 
-// Bytes of `path` on the evaluation side of the split (the rule above).
+// Whether the file `path` is on the evaluation side of the split (the rule above).
 bool is_eval_file(const std::filesystem::path& path, double eval_fraction);
 
 // The chunk boundaries of one file's bytes under the rule above: offsets [0, ..., size].
