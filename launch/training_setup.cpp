@@ -20,6 +20,10 @@ TrainerConfig trainer_config_from(const po::variables_map& values) {
   controller.value_coefficient = values["controller.value_coefficient"].as<double>();
   controller.selection_coefficient = values["controller.selection_coefficient"].as<double>();
   controller.selection_learning_rate = values["controller.selection_learning_rate"].as<double>();
+  controller.value_statistics_rate = values["controller.value_statistics_rate"].as<double>();
+  if (!(controller.value_statistics_rate >= 0 && controller.value_statistics_rate <= 1)) {
+    TEMOE_FAIL("controller.value_statistics_rate = " << controller.value_statistics_rate << ": expected a rate in [0, 1]");
+  }
   if (!(controller.selection_learning_rate >= 0) || !std::isfinite(controller.selection_learning_rate)) {
     TEMOE_FAIL("controller.selection_learning_rate = " << controller.selection_learning_rate
                                                        << ": expected a finite non-negative learning rate");

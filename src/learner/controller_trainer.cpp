@@ -31,7 +31,9 @@ ControllerTrainer::ControllerTrainer(MoeTransformer& model, const TrainerConfig&
               "train.learning_rate = " << config.optimizer.learning_rate << ": expected a positive learning rate");
   const double selection_scale = config.controller.selection_learning_rate / config.optimizer.learning_rate;
   for (size_t i = 0; i < parameters_.parameters().size(); ++i) {
-    if (is_selection_parameter(parameters_.parameters()[i].name)) optimizer_->set_learning_rate_scale(i, selection_scale);
+    const std::string& name = parameters_.parameters()[i].name;
+    if (is_selection_parameter(name)) optimizer_->set_learning_rate_scale(i, selection_scale);
+    if (is_value_statistic(name)) optimizer_->set_learning_rate_scale(i, 0.0);  // set by the learner, not by AdamW
   }
 }
 
@@ -86,7 +88,7 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
   metrics.step = step;
   const std::vector<double> layer_costs = communication_costs(student, config_.controller.communication_cost,
                                                               config_.expert_owners, config_.home_rank);
-  metrics.losses = learner.accumulate_gradients(student, scores.reward, document_ends, batch.batch, batch.time,
+  metrics.losses = learner.learn(student, scores.reward, document_ends, batch.batch, batch.time,
                                                 sampled ? std::span<const double>(sampled->importance_weights)
                                                         : std::span<const double>(),
                                                 layer_costs);

@@ -13,6 +13,7 @@ namespace temoe {
 namespace {
 
 constexpr float kNormEpsilon = 1e-6f;
+constexpr double kScaleFloor = 1e-4;  // sigma^2 >= this: a constant target does not divide by zero
 
 float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * static_cast<float>(std::numbers::sqrt2 / 2))); }
 
@@ -67,6 +68,10 @@ void fill_normal(Parameter& parameter, double scale, uint64_t seed, uint64_t key
 
 std::string controller_prefix(int64_t layer) { return "layer" + std::to_string(layer) + "."; }
 
+bool is_value_statistic(const std::string& name) {
+  return name.ends_with(".q.target_mean") || name.ends_with(".q.target_scale") || name.ends_with(".q.target_updates");
+}
+
 bool is_selection_parameter(const std::string& name) {
   return name.ends_with(".selection.delta_w") || name.ends_with(".selection.delta_b");
 }
@@ -94,6 +99,9 @@ OptionController::OptionController(ParameterSet& parameters, int64_t layer, int6
   parameters.add(prefix + "q.b1", {width});
   fill_normal(parameters.add(prefix + "q.w2", {1, width}), 0.01 / std::sqrt(double(width)), seed, key(6));
   parameters.add(prefix + "q.b2", {1});
+  parameters.add(prefix + "q.target_mean", {1});
+  parameters.add(prefix + "q.target_scale", {1}).value.fill(1.0f);
+  parameters.add(prefix + "q.target_updates", {1});
   parameters.add(prefix + "selection.delta_w", {num_experts, hidden_size});
   parameters.add(prefix + "selection.delta_b", {num_experts});
 }
@@ -103,7 +111,8 @@ OptionController::Pieces OptionController::pieces() const {
   const auto get = [&](const char* name) { return &parameters_.get(prefix + name); };
   return {get("expert_embedding"), get("phi.w1"), get("phi.b1"), get("phi.w2"), get("phi.b2"),
           get("termination.w1"), get("termination.b1"), get("termination.w2"), get("termination.b2"),
-          get("q.w1"), get("q.b1"), get("q.w2"), get("q.b2"), get("selection.delta_w"), get("selection.delta_b")};
+          get("q.w1"), get("q.b1"), get("q.w2"), get("q.b2"), get("q.target_mean"), get("q.target_scale"), get("q.target_updates"),
+          get("selection.delta_w"), get("selection.delta_b")};
 }
 
 namespace {
@@ -254,7 +263,9 @@ ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& pro
     linear(p.termination_w2->value.data(), p.termination_b2->value.data(), act.data(), &logit, 1, width);
     out.beta[r] = sigmoid(logit);
     for (int64_t j = 0; j < width; ++j) act[j] = gelu(q_pre[j]);
-    linear(p.q_w2->value.data(), p.q_b2->value.data(), act.data(), &out.q[r], 1, width);
+    float raw;
+    linear(p.q_w2->value.data(), p.q_b2->value.data(), act.data(), &raw, 1, width);
+    out.q[r] = p.q_target_mean->value.data()[0] + p.q_target_scale->value.data()[0] * raw;
   }
   return out;
 }
@@ -300,7 +311,7 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
     }
     const float g_q = d_q.empty() ? 0.0f : d_q[static_cast<size_t>(r)];
     if (g_q != 0.0f) {
-      through_mlp(g_q, evaluation.q_hidden.data() + r * width, p.q_w2, p.q_b2, p.q_w1, p.q_b1, q_w1_grad, d_row + width);
+      through_mlp(g_q * p.q_target_scale->value.data()[0], evaluation.q_hidden.data() + r * width, p.q_w2, p.q_b2, p.q_w1, p.q_b1, q_w1_grad, d_row + width);
     }
     // Through RMSNorm(z) (y = z * s): dz = s * (dy - y * mean(dy * y)); h is detached.
     double mean = 0;
@@ -359,6 +370,35 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
                     p.phi_w1->gradient.data(), p.phi_b1->gradient.data(),
                     p.expert_embedding->gradient.data() + i * embedding, width, embedding);
   }
+}
+
+double OptionController::value_scale() const { return pieces().q_target_scale->value.data()[0]; }
+
+void OptionController::update_value_statistics(double batch_mean, double batch_second_moment, double rate) {
+  const Pieces p = pieces();
+  float& mean = p.q_target_mean->value.data()[0];
+  float& scale = p.q_target_scale->value.data()[0];
+  float& updates = p.q_target_updates->value.data()[0];
+  const double old_mean = mean, old_scale = scale;
+  // The moments are re-derived from the stored statistics, so that a resumed run continues
+  // exactly: nothing lives outside the parameter set (and so outside the checkpoint).
+  double first = old_mean, second = old_scale * old_scale - kScaleFloor + old_mean * old_mean;
+  if (updates == 0.0f) {  // the first batch sets the statistics outright
+    first = batch_mean;
+    second = batch_second_moment;
+  } else {
+    first += rate * (batch_mean - first);
+    second += rate * (batch_second_moment - second);
+  }
+  updates += 1.0f;
+  const double new_scale = std::sqrt(std::max(second - first * first, 0.0) + kScaleFloor);
+  // Preserve every output: mean + scale * (w2 a + b2) is the same function after the change.
+  float* w2 = p.q_w2->value.data();
+  for (int64_t j = 0; j < config_.hidden; ++j) w2[j] = static_cast<float>(w2[j] * old_scale / new_scale);
+  float& b2 = p.q_b2->value.data()[0];
+  b2 = static_cast<float>((old_scale * b2 + old_mean - first) / new_scale);
+  mean = static_cast<float>(first);
+  scale = static_cast<float>(new_scale);
 }
 
 void OptionController::clamp_termination_bias() {

@@ -4,7 +4,10 @@
 //   z(w)   = mean over i in w of phi(e_i),   phi = Linear -> GELU -> Linear on expert embeddings
 //   x      = [RMSNorm(h), RMSNorm(z(w))]     (parameter-free RMSNorms)
 //   beta   = sigmoid(MLP_beta(x))            termination probability
-//   Q(h,w) = MLP_Q(x)                        value of holding w
+//   Q(h,w) = mu + sigma * MLP_Q(x)           value of holding w; mu, sigma: running mean and
+//                                            standard deviation of Q's targets (PopArt, van Hasselt
+//                                            et al. 2016), so that the MLP learns the shape of Q
+//                                            in unit scale whatever the reward's size
 //   s(h)   = router(h) + W_delta h + b_delta selection logits over E experts
 // The value of choosing anew, V_Omega(h) = Q(h, the mask a reload would load), is Q at that mask
 // (src/learner/advantage_estimation.hpp), so there is no separate state-value head. The selection
@@ -82,6 +85,12 @@ class OptionController {
   // Keeps the termination bias inside its configured range (after each optimizer step).
   void clamp_termination_bias();
 
+  // PopArt's statistics step: moves mu and sigma towards a batch's mean and second moment of the
+  // Q targets (the first call sets them) and rescales Q's output layer so that every Q value stays
+  // what it was.
+  void update_value_statistics(double batch_mean, double batch_second_moment, double rate);
+  double value_scale() const;
+
  private:
   struct Pieces {
     Parameter* expert_embedding;  // [E, embedding_dim]
@@ -97,6 +106,9 @@ class OptionController {
     Parameter* q_b1;              // [hidden]
     Parameter* q_w2;              // [1, hidden]
     Parameter* q_b2;              // [1]
+    Parameter* q_target_mean;     // [1] value statistics (not trained by gradient)
+    Parameter* q_target_scale;    // [1]
+    Parameter* q_target_updates;  // [1] statistics steps taken (0: the next batch sets them)
     Parameter* selection_w;       // [E, D] the delta on the router's logits
     Parameter* selection_b;       // [E]
   };
@@ -114,5 +126,8 @@ std::string controller_prefix(int64_t layer);
 
 // Whether a controller parameter belongs to the selection delta (its own learning rate).
 bool is_selection_parameter(const std::string& name);
+// Whether a controller "parameter" is one of Q's target statistics (set by
+// update_value_statistics, never by the optimizer).
+bool is_value_statistic(const std::string& name);
 
 }  // namespace temoe

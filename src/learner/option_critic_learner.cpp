@@ -149,6 +149,7 @@ std::vector<LayerLosses> gradients_of(std::vector<OptionController>& controllers
     const double valid = std::max(target.valid_count, 1.0), terminations = std::max(target.termination_count, 1.0);
     const double selections = std::max(target.selection_count, 1.0);
     const int64_t experts = controller.num_experts(), k_hat = config.k_hat;
+    const double scale = controller.value_scale();
     double* s = sums.data() + layer * kSums;
     std::vector<float> d_beta(static_cast<size_t>(count), 0.0f), d_q(static_cast<size_t>(count), 0.0f),
         d_selection(static_cast<size_t>(count * experts), 0.0f);
@@ -157,8 +158,9 @@ std::vector<LayerLosses> gradients_of(std::vector<OptionController>& controllers
       const auto at = static_cast<size_t>(i);
       if (!target.valid[at]) continue;
       const double weight = weight_at(at);
-      const double q_error = double(e.current.q[at]) - target.q_target[at];
-      d_q[at] = static_cast<float>(config.value_coefficient * weight * q_error / valid);
+      // The regression is in PopArt's unit scale: 0.5 ((Q - G) / sigma)^2.
+      const double q_error = (double(e.current.q[at]) - target.q_target[at]) / scale;
+      d_q[at] = static_cast<float>(config.value_coefficient * weight * q_error / (valid * scale));
       s[q_loss] += weight * 0.5 * q_error * q_error;
       if (i % time == 0) continue;
       const double advantage = target.termination_advantage[at];
@@ -167,7 +169,7 @@ std::vector<LayerLosses> gradients_of(std::vector<OptionController>& controllers
       s[beta_sum] += e.previous.beta[at];
       s[advantage_sum] += advantage;
       if (!decisions.terminated[at]) continue;
-      const double reload_error = target.reload_value[at] - target.q_target[at];
+      const double reload_error = (target.reload_value[at] - target.q_target[at]) / scale;
       s[reload_loss] += weight * 0.5 * reload_error * reload_error;
       const double selection_advantage = target.selection_advantage[at];
       const std::span<const float> logits(e.current.selection_logits.data() + i * experts, static_cast<size_t>(experts));
@@ -230,6 +232,38 @@ std::vector<LayerLosses> OptionCriticLearner::accumulate_gradients(const Rollout
   const auto evaluations = evaluate_layers(controllers_, rollout, locality_, batch * time);
   const auto targets = targets_of(controllers_, rollout, evaluations, rewards, document_end, batch, time, layer_costs, world_);
   return gradients_of(controllers_, rollout, evaluations, targets, batch, time, weights, world_);
+}
+
+std::vector<LayerLosses> OptionCriticLearner::learn(const Rollout& rollout, std::span<const double> rewards,
+                                                    std::span<const uint8_t> document_end, int64_t batch, int64_t time,
+                                                    std::span<const double> weights, std::span<const double> layer_costs) {
+  const auto evaluations = evaluate_layers(controllers_, rollout, locality_, batch * time);
+  const auto targets = targets_of(controllers_, rollout, evaluations, rewards, document_end, batch, time, layer_costs, world_);
+  // The statistics follow this batch's targets before the regression. PopArt keeps every output,
+  // so the targets and the evaluations' values stay valid; the backward reads the rescaled layer.
+  update_value_statistics(targets);
+  return gradients_of(controllers_, rollout, evaluations, targets, batch, time, weights, world_);
+}
+
+void OptionCriticLearner::update_value_statistics(const std::vector<LayerTargets>& targets) {
+  TEMOE_CHECK(targets.size() == controllers_.size(), "learner: targets for " << targets.size() << " layers, " << controllers_.size() << " controllers");
+  std::vector<double> sums(targets.size() * 2, 0.0);
+  for (size_t layer = 0; layer < targets.size(); ++layer) {
+    for (size_t i = 0; i < targets[layer].q_target.size(); ++i) {
+      if (!targets[layer].valid[i]) continue;
+      sums[layer * 2] += targets[layer].q_target[i];
+      sums[layer * 2 + 1] += targets[layer].q_target[i] * targets[layer].q_target[i];
+    }
+  }
+  world_.all_reduce_sum(std::span<double>(sums));
+  for (size_t layer = 0; layer < targets.size(); ++layer) {
+    OptionController& controller = controllers_[layer];
+    const double rate = controller.config().value_statistics_rate, count = targets[layer].valid_count;
+    // A non-finite target (the step will be skipped) must not reach the statistics: every later Q
+    // would be NaN. The sums are global, so every rank skips alike.
+    if (rate == 0 || count == 0 || !std::isfinite(sums[layer * 2]) || !std::isfinite(sums[layer * 2 + 1])) continue;
+    controller.update_value_statistics(sums[layer * 2] / count, sums[layer * 2 + 1] / count, rate);
+  }
 }
 
 double total_loss(const std::vector<LayerLosses>& losses, const std::vector<OptionController>& controllers) {

@@ -3,7 +3,9 @@
 // With V_Omega(h_t) = Q(h_t, w_hat_t), the value of choosing anew (w_hat_t: the mask a reload
 // would load at t, the greedy top-k_hat of the selection logits), and G_t the lambda-return of
 // src/learner/advantage_estimation.hpp (eta paid in the return and in the bootstrap):
-//   critic:      minimise value_coefficient * 0.5 (Q(h_t, w_t) - G_t)^2;
+//   critic:      minimise value_coefficient * 0.5 ((Q(h_t, w_t) - G_t) / sigma)^2, sigma the scale of
+//                Q's targets (PopArt, src/learner/option_controller.hpp), updated from each batch's
+//                targets before the regression;
 //   termination: minimise beta_t * stopgrad(A^beta_t), A^beta_t = Q(h_t, w_{t-1}) - V_Omega(h_t) + eta
 //                (t >= 1; the termination gradient theorem, Bacon et al. 2017 theorem 2, with
 //                the deliberation cost as the margin, Harb et al. 2017 eq. 8);
@@ -28,8 +30,8 @@
 namespace temoe {
 
 struct LayerLosses {
-  double value = 0;        // mean 0.5 (V_Omega(h_t) - G_t)^2 where the policy reloaded (a diagnostic)
-  double q_value = 0;      // mean 0.5 (Q(h_t, w_t) - G_t)^2
+  double value = 0;        // mean 0.5 ((V_Omega(h_t) - G_t) / sigma)^2 where the policy reloaded (a diagnostic)
+  double q_value = 0;      // mean 0.5 ((Q(h_t, w_t) - G_t) / sigma)^2
   double termination = 0;  // mean beta_t * A^beta_t (t >= 1)
   double selection = 0;    // mean -log pi_sel(w_t | h_t) * (G_t - V_Omega(h_t)) over reloads
   double termination_probability = 0;  // mean beta_t (t >= 1)
@@ -69,11 +71,19 @@ class OptionCriticLearner {
   std::vector<LayerLosses> accumulate_gradients(const Rollout& rollout, const std::vector<LayerTargets>& targets,
                                                 int64_t batch, int64_t time, std::span<const double> weights = {});
 
-  // Both: the targets from the current parameters, then their gradients.
+  // Moves every layer's Q statistics towards the global mean and second moment of its targets.
+  void update_value_statistics(const std::vector<LayerTargets>& targets);
+
+  // Both: the targets from the current parameters, then their gradients (no parameter changes).
   std::vector<LayerLosses> accumulate_gradients(const Rollout& rollout, std::span<const double> rewards,
                                                 std::span<const uint8_t> document_end, int64_t batch, int64_t time,
                                                 std::span<const double> weights = {},
                                                 std::span<const double> layer_costs = {});
+
+  // A training step's learning: the targets, the statistics step, then the gradients.
+  std::vector<LayerLosses> learn(const Rollout& rollout, std::span<const double> rewards,
+                                 std::span<const uint8_t> document_end, int64_t batch, int64_t time,
+                                 std::span<const double> weights = {}, std::span<const double> layer_costs = {});
 
  private:
   std::vector<OptionController>& controllers_;

@@ -31,7 +31,7 @@ struct ControllerFixture {
     masks = {0, 1, 2, 3, 4, 5, 0, 2, 4, 1, 3, 5, 2, 3, 5};
     controller = std::make_unique<OptionController>(parameters, 0, kHidden, kExperts, config, 9);
     // Larger output weights than the initialisation, so every path carries gradient.
-    testing::add_parameter_noise(parameters, 0.3, 11);
+    testing::add_parameter_noise(parameters, 0.3, 11, [](const std::string& name) { return !is_value_statistic(name); });
   }
 };
 
@@ -63,6 +63,7 @@ TEST(OptionController, BackwardMatchesFiniteDifferencesForEveryParameter) {
   controller.backward(evaluation, setup.hidden, setup.masks, probe.d_beta, probe.d_q, probe.d_selection);
   int checked = 0;
   for (auto& parameter : setup.parameters.parameters()) {
+    if (is_value_statistic(parameter.name)) continue;  // set by the learner's statistics step, not trained
     // A few entries of each parameter, spread over it.
     const int64_t n = parameter.value.numel();
     for (int64_t i : {int64_t{0}, n / 2, n - 1}) {
@@ -81,6 +82,16 @@ TEST(OptionController, BackwardMatchesFiniteDifferencesForEveryParameter) {
     }
   }
   EXPECT_EQ(checked, 15 * 3);
+  // The scale multiplies Q's gradient: with sigma = 2 every gradient reaching Q's MLP doubles.
+  Parameter& scale = setup.parameters.get("layer0.q.target_scale");
+  const std::vector<float> before = setup.parameters.get("layer0.q.w2").gradient.to_vector();
+  scale.value.fill(2.0f);
+  setup.parameters.zero_gradients();
+  const std::vector<float> no_beta(kRows, 0.0f), no_selection(kRows * kExperts, 0.0f);
+  controller.backward(controller.evaluate(setup.hidden, setup.masks, kRows, setup.router_logits), setup.hidden,
+                      setup.masks, no_beta, probe.d_q, no_selection);
+  const std::vector<float> doubled = setup.parameters.get("layer0.q.w2").gradient.to_vector();
+  for (size_t j = 0; j < before.size(); ++j) EXPECT_FLOAT_EQ(doubled[j], 2 * before[j]);
 }
 
 TEST(OptionController, StartsNearTheInitialTerminationProbabilityAndTheRouter) {

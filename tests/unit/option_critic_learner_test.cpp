@@ -47,7 +47,12 @@ struct LearnerFixture {
   LearnerFixture() {
     const auto drawn = testing::random_tokens(built->config.vocab_size, batch * time, 2);
     controllers = make_controllers(parameters, built->config, small_controller(), 1);
-    testing::add_parameter_noise(parameters, 0.3, 11);
+    testing::add_parameter_noise(parameters, 0.3, 11, [](const std::string& name) { return !is_value_statistic(name); });
+    // Q's target statistics away from (0, 1), so that the scale's paths are exercised.
+    for (int64_t layer = 0; layer < built->config.num_layers; ++layer) {
+      parameters.get(controller_prefix(layer) + "q.target_mean").value.fill(0.4f);
+      parameters.get(controller_prefix(layer) + "q.target_scale").value.fill(2.5f);
+    }
     const std::vector<int64_t> ids = {0, 1};
     ControllerPolicy policy(controllers, true, 1);
     const Rollout teacher = run_rollout(*built->model, drawn.tokens, batch, time, nullptr, ids, 0);
@@ -89,6 +94,10 @@ TEST(OptionCriticLearner, EveryGradientMatchesFiniteDifferencesOfTheReportedLoss
   size_t index = 0, checked = 0, nonzero = 0;
   double worst = 0;
   for (auto& parameter : setup.parameters.parameters()) {
+    if (is_value_statistic(parameter.name)) {  // set by the statistics step, not by gradient
+      index += static_cast<size_t>(parameter.value.numel());
+      continue;
+    }
     for (int64_t i = 0; i < parameter.value.numel(); ++i, ++index) {
       float& x = parameter.value.data()[i];
       const float saved = x;
@@ -106,7 +115,7 @@ TEST(OptionCriticLearner, EveryGradientMatchesFiniteDifferencesOfTheReportedLoss
       nonzero += analytic[index] != 0.0f;
     }
   }
-  EXPECT_EQ(checked, analytic.size());
+  EXPECT_EQ(checked, analytic.size() - 3 * setup.controllers.size());
   EXPECT_GT(nonzero, checked / 2) << "most parameters should carry gradient";
   std::printf("[ measured ] %zu gradients, largest %.3g, worst |analytic - numeric| / largest %.3g\n", checked, largest, worst);
 }
@@ -140,6 +149,38 @@ TEST(OptionCriticLearner, WithoutALearnedSelectionNoSelectionGradientAndGreedyRe
   for (const auto& parameter : parameters.parameters()) {
     if (!is_selection_parameter(parameter.name)) continue;
     for (int64_t i = 0; i < parameter.gradient.numel(); ++i) ASSERT_EQ(parameter.gradient.data()[i], 0.0f) << parameter.name;
+  }
+}
+
+TEST(OptionCriticLearner, TheValueStatisticsStepKeepsEveryQAndStandardisesTheTargets) {
+  LearnerFixture setup;
+  OptionCriticLearner learner(setup.controllers, setup.world);
+  const auto targets = learner.targets(setup.student, setup.rewards, setup.ends, setup.batch, setup.time);
+  const auto before = learner.targets(setup.student, setup.rewards, setup.ends, setup.batch, setup.time);
+  for (auto& parameter : setup.parameters.parameters()) {
+    if (parameter.name.ends_with("q.target_updates")) parameter.value.fill(0.0f);  // the first step sets them outright
+  }
+  learner.update_value_statistics(targets);
+  const auto after = learner.targets(setup.student, setup.rewards, setup.ends, setup.batch, setup.time);
+  for (size_t layer = 0; layer < targets.size(); ++layer) {
+    // Same Q values (PopArt preserves outputs), so the same targets and V_Omega.
+    for (size_t i = 0; i < targets[layer].q_target.size(); ++i) {
+      EXPECT_NEAR(after[layer].reload_value[i], before[layer].reload_value[i], 1e-4 * (1 + std::fabs(before[layer].reload_value[i])));
+      EXPECT_NEAR(after[layer].q_target[i], before[layer].q_target[i], 1e-4 * (1 + std::fabs(before[layer].q_target[i])));
+    }
+    // The standardised targets of this batch have mean 0 and variance 1 (up to the scale floor).
+    const auto& controller = setup.controllers[layer];
+    const double mean = setup.parameters.get(controller_prefix(static_cast<int64_t>(layer)) + "q.target_mean").value.data()[0];
+    double sum = 0, square = 0, count = 0;
+    for (size_t i = 0; i < targets[layer].q_target.size(); ++i) {
+      if (!targets[layer].valid[i]) continue;
+      const double z = (targets[layer].q_target[i] - mean) / controller.value_scale();
+      sum += z;
+      square += z * z;
+      count += 1;
+    }
+    EXPECT_NEAR(sum / count, 0.0, 1e-4);
+    EXPECT_NEAR(square / count, 1.0, 1e-2);
   }
 }
 
@@ -253,7 +294,8 @@ TEST(OptionCriticLearner, TerminationAdvantageComparesTheHeldMaskWithTheGreedyRe
   for (int64_t layer = 0; layer < 2; ++layer) {
     controllers.emplace_back(parameters, layer, HandRollout::kHidden, HandRollout::kExperts, hand_config(), 1);
   }
-  testing::add_parameter_noise(parameters, 1.0, 5, [](const std::string& name) { return !is_selection_parameter(name); });
+  testing::add_parameter_noise(parameters, 1.0, 5,
+                               [](const std::string& name) { return !is_selection_parameter(name) && !is_value_statistic(name); });
   const HandRollout hand(6);
   testing::SingleProcessWorld world;
   OptionCriticLearner learner(controllers, world);
