@@ -37,7 +37,7 @@ std::vector<float> grid_forward(const std::filesystem::path& directory, const To
                                                                static_cast<size_t>((last - first) * time)),
                                       last - first, time);
   // Every expert-parallel rank with no tokens must still have joined each layer's exchange.
-  EXPECT_EQ(dispatcher.statistics().layer_calls, config.num_layers);
+  EXPECT_EQ(dispatcher.statistics().layer_calls, config.moe_layer_count());
   const auto mine = logits.to_vector();
   auto gathered = world.gather_v(std::as_bytes(std::span<const float>(mine)), 0);
   gathered.resize(static_cast<size_t>(batch * time * config.vocab_size) * 4);
@@ -66,6 +66,7 @@ TEST_P(DistributedForward, EqualsSingleProcessForEveryEpSize) {
   // The fixture's two sequences repeated, so that 4 ranks all own tokens in one run and not in another.
   const TokenArray tokens = read_token_npy(directory / "tokens.npy");
   const auto reference = single_process_forward(directory, tokens);
+  const Tensor expected = read_float_npy(directory / "logits.npy");
   for (int ep = 1; ep <= world.size(); ++ep) {
     if (world.size() % ep != 0 || config.num_experts % ep != 0) continue;
     const auto logits = grid_forward(directory, tokens, ep, world);
@@ -80,14 +81,24 @@ TEST_P(DistributedForward, EqualsSingleProcessForEveryEpSize) {
       scale = std::max(scale, std::fabs(double(reference[i])));
     }
     EXPECT_LE(difference / scale, bound) << "ep " << ep << " of " << world.size() << " ranks";
+    // And the independent PyTorch reference (float64), within 1e-4 of the largest |logit|.
+    double reference_difference = 0, reference_scale = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      reference_difference = std::max(reference_difference, std::fabs(double(logits[i]) - expected.data()[i]));
+      reference_scale = std::max(reference_scale, std::fabs(double(expected.data()[i])));
+    }
+    EXPECT_LE(reference_difference / reference_scale, 1e-4) << "ep " << ep << " against logits.npy";
     if (world.rank() == 0) {
-      std::printf("[ measured ] %s, %d ranks, ep %d: logits differ by %.3g of the largest, bound %.3g\n",
-                  GetParam().c_str(), world.size(), ep, difference / scale, bound);
+      std::printf("[ measured ] %s, %d ranks, ep %d: logits differ by %.3g of the largest (bound %.3g), "
+                  "%.3g from the PyTorch reference\n",
+                  GetParam().c_str(), world.size(), ep, difference / scale, bound, reference_difference / reference_scale);
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, DistributedForward, ::testing::Values("mixtral_f32", "olmoe_f32_sharded"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, DistributedForward,
+                         ::testing::Values("mixtral_f32", "olmoe_f32_sharded", "qwen2_moe_f32_sharded", "qwen3_moe_f32",
+                                           "gpt_oss_f32", "gpt_oss_mxfp4"));
 
 TEST(ProcessGridUnderMpi, SplitsIntoExpertAndDataParallelGroups) {
   MpiCommunicator world;
