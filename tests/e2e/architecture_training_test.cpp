@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "tests/e2e/temoe_commands.hpp"
@@ -69,6 +70,29 @@ TEST_P(ArchitectureTraining, TrainAndEvalUnderMpirunOnTwoRanks) {
   EXPECT_GE(report["kl"].get<double>(), 0.0);
   EXPECT_EQ(report["baselines"]["fixed"]["switch_rate"].get<double>(), 0.0);
   fs::remove_all(work);
+}
+
+// temoe inspect on gpt-oss-20b's config.json alone: the published totals and every ep size's share.
+TEST(ArchitectureInspect, GptOss20bConfigAlonePrintsBytesPerRankForEveryEp) {
+  const fs::path json = fs::temp_directory_path() / ("temoe-e2e-inspect-" + std::to_string(::getpid()) + ".json");
+  const auto result = run_shell_command(kBinary + " inspect " +
+                                        shell_quote(std::string(TEMOE_SOURCE_DIR) + "/tests/fixtures/gpt_oss_20b_config/config.json") +
+                                        " --ep 8 --json " + shell_quote(json));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("no weights (config.json only)"), std::string::npos) << result.output;
+  const auto report = nlohmann::json::parse(std::ifstream(json));
+  fs::remove(json);
+  EXPECT_EQ(report["parameters_total"].get<int64_t>(), 20914757184);
+  EXPECT_EQ(report["parameters_active_without_embedding"].get<int64_t>(), 3608307264);
+  ASSERT_EQ(report["per_ep"].size(), 4u);  // ep 1, 2, 4, 8 divide 32 experts
+  int64_t previous = std::numeric_limits<int64_t>::max();
+  for (const auto& row : report["per_ep"]) {
+    EXPECT_LT(row["bytes_per_rank"].get<int64_t>(), previous) << row.dump();
+    // MXFP4 experts and BF16 for the rest: under 2 bytes per parameter (fp32 resident is 4).
+    EXPECT_LT(row["mxfp4_stored_bytes_per_rank"].get<int64_t>(), row["bytes_per_rank"].get<int64_t>() / 2) << row.dump();
+    previous = row["bytes_per_rank"].get<int64_t>();
+  }
+  EXPECT_EQ(report["per_ep"][3]["experts_per_rank"].get<int64_t>(), 4);
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyPresets, ArchitectureTraining,

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/core/error.hpp"
+#include "src/model/model_initialization.hpp"
 #include "src/model/model_presets.hpp"
 #include "src/model/model_weights.hpp"
 #include "src/model/parameter_names.hpp"
@@ -90,6 +91,38 @@ TEST(ArchitectureConfig, YarnKeepsFastDimensionsAndInterpolatesSlowOnes) {
   EXPECT_NEAR(yarn.inverse_frequencies[31], plain(31) / 32.0, 1e-18);  // interpolated by the factor
   for (size_t i = 1; i < yarn.inverse_frequencies.size(); ++i) {
     EXPECT_LT(yarn.inverse_frequencies[i], yarn.inverse_frequencies[i - 1]);
+  }
+}
+
+// A rank holding experts {1, 2} of gpt-oss's fused tensors reads exactly its rows of them (MXFP4
+// blocks and scales, or F32), plus every dense tensor whole.
+TEST(ArchitectureLoading, AGptOssRankReadsOnlyItsExpertsRowsOfTheFusedTensors) {
+  for (const char* fixture : {"gpt_oss_mxfp4", "gpt_oss_f32"}) {
+    const auto directory = kFixtures / fixture;
+    const ModelConfig config = ModelConfig::from_file(directory / "config.json");
+    const SafetensorsCheckpoint checkpoint(directory);
+    uint64_t expected = 0;
+    for (const auto& name : checkpoint.tensor_names()) {
+      const uint64_t bytes = checkpoint.entry(name).byte_count;
+      expected += name.find(".mlp.experts.") != std::string::npos ? bytes / 4 * 2 : bytes;  // 2 of the 4 experts
+    }
+    const ModelWeights weights = load_model_weights(checkpoint, config, ExpertSet::of({1, 2}));
+    EXPECT_EQ(checkpoint.bytes_read(), expected) << fixture;
+    ASSERT_EQ(weights.layers[0].experts.size(), 2u);
+    EXPECT_EQ(weights.layers[0].experts[0].gate_proj.shape(), (Shape{config.expert_ffn_size, config.hidden_size}));
+    EXPECT_EQ(weights.layers[0].experts[0].down_bias.shape(), (Shape{config.hidden_size}));
+  }
+}
+
+TEST(ArchitectureConfig, PretrainingRefusesTheFrozenOnlyFamiliesNamingThem) {
+  for (const Architecture architecture : {Architecture::qwen2_moe, Architecture::qwen3_moe, Architecture::gpt_oss}) {
+    const ModelConfig config = model_preset(architecture, "tiny");
+    try {
+      initialize_model_weights(config, {0, config.num_experts}, {});
+      FAIL() << to_string(architecture) << " was initialised for pretraining";
+    } catch (const Error& error) {
+      EXPECT_NE(std::string(error.what()).find(to_string(architecture)), std::string::npos) << error.what();
+    }
   }
 }
 
