@@ -40,6 +40,19 @@ uint64_t model_content_hash(const ModelWeights& weights, ProcessGrid& grid, Comm
             std::pair{"router", &layer.router}}) {
         sum += tensor_hash(prefix + name, *tensor);
       }
+      // The newer families' tensors count only where present, so that a Mixtral or OLMoE model
+      // keeps the hash its earlier checkpoints recorded.
+      for (const auto& [name, tensor] :
+           {std::pair{"q_bias", &layer.q_bias}, std::pair{"k_bias", &layer.k_bias}, std::pair{"v_bias", &layer.v_bias},
+            std::pair{"o_bias", &layer.o_bias}, std::pair{"sinks", &layer.sinks}, std::pair{"router_bias", &layer.router_bias},
+            std::pair{"shared_gate_proj", &layer.shared_expert.gate_proj},
+            std::pair{"shared_up_proj", &layer.shared_expert.up_proj},
+            std::pair{"shared_down_proj", &layer.shared_expert.down_proj},
+            std::pair{"shared_expert_gate", &layer.shared_expert_gate},
+            std::pair{"dense_gate_proj", &layer.dense_mlp.gate_proj}, std::pair{"dense_up_proj", &layer.dense_mlp.up_proj},
+            std::pair{"dense_down_proj", &layer.dense_mlp.down_proj}}) {
+        if (tensor->defined()) sum += tensor_hash(prefix + name, *tensor);
+      }
     }
   }
   if (world.rank() < grid.shape().ep_size) {  // the first expert-parallel group holds every expert once
@@ -50,6 +63,10 @@ uint64_t model_content_hash(const ModelWeights& weights, ProcessGrid& grid, Comm
                                    std::to_string(weights.local_experts.id(static_cast<int64_t>(i))) + " ";
         sum += tensor_hash(prefix + "gate_proj", expert.gate_proj) + tensor_hash(prefix + "up_proj", expert.up_proj) +
                tensor_hash(prefix + "down_proj", expert.down_proj);
+        for (const auto& [name, tensor] : {std::pair{"gate_bias", &expert.gate_bias}, std::pair{"up_bias", &expert.up_bias},
+                                           std::pair{"down_bias", &expert.down_bias}}) {
+          if (tensor->defined()) sum += tensor_hash(prefix + name, *tensor);
+        }
       }
     }
   }

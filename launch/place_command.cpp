@@ -61,6 +61,7 @@ int run_place(const Arguments& arguments) {
     ForwardRecord record;
     model->transformer->forward(batch.tokens, batch.batch, batch.time, &record);
     for (const RouterRecord& layer : record.layers) {
+      if (!layer.probabilities.defined()) continue;  // a dense layer (Qwen's mlp_only_layers) routes nothing
       // The set_size most probable experts of each token (ties to the lower id), as the router ranks them.
       const int64_t tokens = layer.probabilities.dim(0);
       std::vector<int32_t> chosen(static_cast<size_t>(tokens * set_size));

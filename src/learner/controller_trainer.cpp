@@ -16,6 +16,11 @@ std::vector<OptionController> make_controllers(ParameterSet& parameters, const M
                                                const ControllerConfig& config, uint64_t seed) {
   std::vector<OptionController> controllers;
   for (int64_t layer = 0; layer < model.num_layers; ++layer) {
+    // Controllers on models that mix dense and MoE layers would need a layer map the rollouts do
+    // not have yet; refuse such models plainly instead of indexing a router that is not there.
+    TEMOE_CHECK(model.is_moe_layer(layer), "controllers: layer " << layer << " of the model is a dense layer "
+                                           "(mlp_only_layers / decoder_sparse_step); temoe trains controllers only on "
+                                           "models whose every layer is an MoE layer");
     controllers.emplace_back(parameters, layer, model.hidden_size, model.num_experts, config, seed);
   }
   return controllers;

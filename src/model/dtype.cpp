@@ -1,5 +1,6 @@
 #include "src/model/dtype.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -10,6 +11,7 @@ std::optional<DType> parse_dtype(const std::string& name) {
   if (name == "F32") return DType::f32;
   if (name == "F16") return DType::f16;
   if (name == "BF16") return DType::bf16;
+  if (name == "U8") return DType::u8;
   return std::nullopt;
 }
 
@@ -18,11 +20,12 @@ std::string to_string(DType dtype) {
     case DType::f32: return "F32";
     case DType::f16: return "F16";
     case DType::bf16: return "BF16";
+    case DType::u8: return "U8";
   }
   return "?";
 }
 
-size_t dtype_size(DType dtype) { return dtype == DType::f32 ? 4 : 2; }
+size_t dtype_size(DType dtype) { return dtype == DType::f32 ? 4 : dtype == DType::u8 ? 1 : 2; }
 
 float bfloat16_to_float(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
 
@@ -88,6 +91,9 @@ void convert_to_float(DType dtype, const void* source, float* destination, size_
         destination[i] = half_to_float(bits);
       }
       return;
+    case DType::u8:
+      for (size_t i = 0; i < count; ++i) destination[i] = static_cast<float>(bytes[i]);
+      return;
   }
 }
 
@@ -108,6 +114,9 @@ void convert_from_float(DType dtype, const float* source, void* destination, siz
         const uint16_t bits = float_to_half(source[i]);
         std::memcpy(bytes + 2 * i, &bits, 2);
       }
+      return;
+    case DType::u8:
+      for (size_t i = 0; i < count; ++i) bytes[i] = static_cast<unsigned char>(std::clamp(std::nearbyint(source[i]), 0.0f, 255.0f));
       return;
   }
 }

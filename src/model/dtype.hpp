@@ -7,9 +7,10 @@
 
 namespace temoe {
 
-enum class DType { f32, f16, bf16 };
+// u8: raw bytes (gpt-oss's MXFP4 blocks and scales); as floats, the byte values 0 .. 255.
+enum class DType { f32, f16, bf16, u8 };
 
-std::optional<DType> parse_dtype(const std::string& name);  // "F32", "F16", "BF16"
+std::optional<DType> parse_dtype(const std::string& name);  // "F32", "F16", "BF16", "U8"
 std::string to_string(DType dtype);
 size_t dtype_size(DType dtype);
 

@@ -31,10 +31,14 @@ class ExpertExecutor {
                    const std::vector<uint8_t>* held_masks) = 0;
 };
 
-// Applies one expert's SwiGLU FFN to the rows of `hidden` listed in `rows` and writes the results
-// to `slots` at `slot_rows`. hidden: [N, D]; slots: [N * k, D].
+// Applies one expert's SwiGLU FFN (with its biases and activation, gpt-oss's when `activation`
+// says so) to the rows of `hidden` listed in `rows` and writes the results to `slots` at
+// `slot_rows`. hidden: [N, D]; slots: [N * k, D].
 void apply_expert(Backend& backend, const ExpertWeights& expert, const Tensor& hidden, std::span<const int32_t> rows,
-                  std::span<const int32_t> slot_rows, Tensor& slots);
+                  std::span<const int32_t> slot_rows, Tensor& slots, const ExpertActivation& activation = {});
+// The same FFN on every row of `hidden` ([N, D]; out: [N, D]): a shared expert or a dense MLP.
+void apply_ffn(Backend& backend, const ExpertWeights& ffn, const Tensor& hidden, Tensor& out,
+               const ExpertActivation& activation = {});
 
 class LocalExperts final : public ExpertExecutor {
  public:

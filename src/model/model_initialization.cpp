@@ -39,6 +39,7 @@ Tensor ones(const Shape& shape) {
 ModelWeights initialize_model_weights(const ModelConfig& config, ExpertSet local_experts,
                                       const InitializationOptions& options) {
   config.validate("initialize_model_weights");
+  require_pretrainable(config, "initialize_model_weights");
   TEMOE_CHECK(local_experts.count() == 0 || local_experts.ids().back() < config.num_experts,
               "initialize_model_weights: experts " << local_experts.describe() << " of " << config.num_experts);
   TEMOE_CHECK(options.standard_deviation > 0.0,
@@ -74,8 +75,9 @@ ModelWeights initialize_model_weights(const ModelConfig& config, ExpertSet local
         return normal_tensor(expert_tensor_name(config, layer, expert, tensor), expert_tensor_shape(config, tensor), scale,
                              seed);
       };
-      w.experts.push_back({expert_matrix(ExpertTensor::gate_proj, deviation), expert_matrix(ExpertTensor::up_proj, deviation),
-                           expert_matrix(ExpertTensor::down_proj, residual_deviation)});
+      w.experts.push_back(ExpertWeights::without_biases(expert_matrix(ExpertTensor::gate_proj, deviation),
+                                                        expert_matrix(ExpertTensor::up_proj, deviation),
+                                                        expert_matrix(ExpertTensor::down_proj, residual_deviation)));
     }
     weights.layers.push_back(std::move(w));
   }

@@ -62,7 +62,9 @@ ModelWeights make_model_gradients(const ModelConfig& config, const ModelWeights&
     g.k_norm = zeros_like(w.k_norm);
     g.post_attention_norm = zeros_like(w.post_attention_norm);
     g.router = zeros_like(w.router);
-    for (const auto& e : w.experts) g.experts.push_back({zeros_like(e.gate_proj), zeros_like(e.up_proj), zeros_like(e.down_proj)});
+    for (const auto& e : w.experts) {
+      g.experts.push_back(ExpertWeights::without_biases(zeros_like(e.gate_proj), zeros_like(e.up_proj), zeros_like(e.down_proj)));
+    }
     gradients.layers.push_back(std::move(g));
   }
   return gradients;
@@ -121,7 +123,7 @@ ModelParameters make_model_parameters(const ModelConfig& config, ModelWeights& w
 
 std::vector<NamedTensor> named_weights(const ModelConfig& config, const ModelWeights& weights) {
   std::vector<NamedTensor> tensors;
-  visit_tensors(config, weights, [&](const std::string& name, const Tensor& tensor, bool) { tensors.push_back({name, tensor}); });
+  visit_tensors(config, weights, [&](const std::string& name, const Tensor& tensor, bool) { tensors.push_back({name, tensor, std::nullopt}); });
   return tensors;
 }
 

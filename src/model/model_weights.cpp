@@ -3,27 +3,28 @@
 #include <algorithm>
 #include <sstream>
 
-#include <sstream>
-
 #include "src/core/error.hpp"
+#include "src/model/mxfp4.hpp"
 #include "src/model/parameter_names.hpp"
 
 namespace temoe {
 
 namespace {
 
-void check_tensor_set(const SafetensorsCheckpoint& checkpoint, const ModelConfig& config) {
-  const auto expected = expected_tensors(config);
+void check_tensor_set(const SafetensorsCheckpoint& checkpoint, const ModelConfig& config, ExpertStorage storage) {
+  const auto expected = expected_tensors(config, storage);
   std::vector<std::string> missing, extra;
   for (const auto& [name, shape] : expected) {
-    if (!checkpoint.contains(name)) missing.push_back(name);
+    if (!checkpoint.contains(name)) missing.push_back(name + "' (expected shape " + shape_string(shape) + ")");
   }
   for (const auto& name : checkpoint.tensor_names()) {
     if (!expected.count(name)) extra.push_back(name);
   }
   const auto list = [](const std::vector<std::string>& names) {
     std::ostringstream stream;
-    for (size_t i = 0; i < names.size() && i < 5; ++i) stream << (i ? ", " : "") << "'" << names[i] << "'";
+    for (size_t i = 0; i < names.size() && i < 5; ++i) {
+      stream << (i ? ", " : "") << "'" << names[i] << (names[i].back() == ')' ? "" : "'");
+    }
     if (names.size() > 5) stream << " and " << names.size() - 5 << " more";
     return stream.str();
   };
@@ -41,10 +42,95 @@ void check_tensor_set(const SafetensorsCheckpoint& checkpoint, const ModelConfig
       TEMOE_FAIL(checkpoint.file_of(name).string() << ": tensor '" << name << "' has shape " << shape_string(entry.shape)
                                                    << ", but config.json implies " << shape_string(shape));
     }
+    const bool raw = name.ends_with("_blocks") || name.ends_with("_scales");
+    if (raw != (entry.dtype == DType::u8)) {
+      TEMOE_FAIL(checkpoint.file_of(name).string() << ": tensor '" << name << "' has dtype " << to_string(entry.dtype)
+                                                   << ", expected " << (raw ? "U8 (MXFP4)" : "F32, F16 or BF16"));
+    }
   }
 }
 
+// gpt-oss keeps its experts MXFP4-quantised when the checkpoint holds *_blocks tensors.
+ExpertStorage expert_storage_of(const SafetensorsCheckpoint& checkpoint, const ModelConfig& config) {
+  if (!has_fused_experts(config)) return ExpertStorage::dense;
+  for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+    if (checkpoint.contains(fused_expert_tensor_name(layer, FusedExpertTensor::gate_up_proj_blocks)) ||
+        checkpoint.contains(fused_expert_tensor_name(layer, FusedExpertTensor::down_proj_blocks))) {
+      return ExpertStorage::mxfp4;
+    }
+  }
+  return ExpertStorage::dense;
+}
+
+// Columns first, first + step, ... (count of them) of `matrix` [rows, columns], as a [count, rows]
+// matrix: gpt-oss stores W for x @ W, temoe computes x W^T.
+Tensor transposed_columns(const float* matrix, int64_t rows, int64_t columns, int64_t first, int64_t step, int64_t count) {
+  Tensor out({count, rows});
+  for (int64_t c = 0; c < count; ++c) {
+    for (int64_t r = 0; r < rows; ++r) out.data()[c * rows + r] = matrix[r * columns + first + c * step];
+  }
+  return out;
+}
+
+Tensor strided_values(const float* values, int64_t first, int64_t step, int64_t count) {
+  Tensor out({count});
+  for (int64_t i = 0; i < count; ++i) out.data()[i] = values[first + i * step];
+  return out;
+}
+
+// Rows of `matrix` [rows, columns]: first, first + step, ... (count of them).
+Tensor strided_rows(const float* matrix, int64_t columns, int64_t first, int64_t step, int64_t count) {
+  Tensor out({count, columns});
+  for (int64_t r = 0; r < count; ++r) {
+    std::copy_n(matrix + (first + r * step) * columns, columns, out.data() + r * columns);
+  }
+  return out;
+}
+
+// One expert of a gpt-oss layer, read from the fused tensors (only its rows): the gate and up
+// projections are interleaved along the 2F outputs (even = gate, odd = up).
+ExpertWeights load_fused_expert(const SafetensorsCheckpoint& checkpoint, const ModelConfig& config, int64_t layer,
+                                int64_t expert, ExpertStorage storage) {
+  const int64_t d = config.hidden_size, f = config.expert_ffn_size;
+  const auto name = [&](FusedExpertTensor tensor) { return fused_expert_tensor_name(layer, tensor); };
+  const auto shape = [&](FusedExpertTensor tensor) { return fused_expert_tensor_shape(config, tensor); };
+  ExpertWeights weights;
+  const Tensor gate_up_bias =
+      checkpoint.load_rows(name(FusedExpertTensor::gate_up_proj_bias), shape(FusedExpertTensor::gate_up_proj_bias), expert, 1);
+  weights.gate_bias = strided_values(gate_up_bias.data(), 0, 2, f);
+  weights.up_bias = strided_values(gate_up_bias.data(), 1, 2, f);
+  weights.down_bias =
+      checkpoint.load_rows(name(FusedExpertTensor::down_proj_bias), shape(FusedExpertTensor::down_proj_bias), expert, 1)
+          .reshaped({d});
+  if (storage == ExpertStorage::dense) {
+    // gate_up_proj [E, D, 2F] and down_proj [E, F, D] are applied as x @ W.
+    const Tensor gate_up = checkpoint.load_rows(name(FusedExpertTensor::gate_up_proj), shape(FusedExpertTensor::gate_up_proj), expert, 1);
+    weights.gate_proj = transposed_columns(gate_up.data(), d, 2 * f, 0, 2, f);
+    weights.up_proj = transposed_columns(gate_up.data(), d, 2 * f, 1, 2, f);
+    const Tensor down = checkpoint.load_rows(name(FusedExpertTensor::down_proj), shape(FusedExpertTensor::down_proj), expert, 1);
+    weights.down_proj = transposed_columns(down.data(), f, d, 0, 1, d);
+    return weights;
+  }
+  // MXFP4 blocks are [out_features, in_features] already: gate_up [2F, D], down [D, F].
+  const auto dequantized = [&](FusedExpertTensor blocks, FusedExpertTensor scales, int64_t rows, int64_t columns) {
+    const auto block_bytes = checkpoint.load_rows_raw(name(blocks), shape(blocks), DType::u8, expert, 1);
+    const auto scale_bytes = checkpoint.load_rows_raw(name(scales), shape(scales), DType::u8, expert, 1);
+    Tensor matrix({rows, columns});
+    dequantize_mxfp4(block_bytes, scale_bytes, rows, columns, matrix.data());
+    return matrix;
+  };
+  const Tensor gate_up = dequantized(FusedExpertTensor::gate_up_proj_blocks, FusedExpertTensor::gate_up_proj_scales, 2 * f, d);
+  weights.gate_proj = strided_rows(gate_up.data(), d, 0, 2, f);
+  weights.up_proj = strided_rows(gate_up.data(), d, 1, 2, f);
+  weights.down_proj = dequantized(FusedExpertTensor::down_proj_blocks, FusedExpertTensor::down_proj_scales, d, f);
+  return weights;
+}
+
 }  // namespace
+
+ExpertActivation expert_activation_of(const ModelConfig& config) {
+  return {config.clamped_swiglu, static_cast<float>(config.swiglu_limit), static_cast<float>(config.swiglu_alpha)};
+}
 
 ExpertSet::ExpertSet(int64_t first, int64_t count) {
   TEMOE_CHECK(first >= 0 && count >= 0, "expert range [" << first << ", " << first + count << ") is not a range of ids");
@@ -83,45 +169,69 @@ ModelWeights load_model_weights(const SafetensorsCheckpoint& checkpoint, const M
                                 ExpertSet local_experts) {
   TEMOE_CHECK(local_experts.count() == 0 || local_experts.ids().back() < config.num_experts,
               "experts " << local_experts.describe() << " outside the model's " << config.num_experts << " experts");
-  check_tensor_set(checkpoint, config);
+  const ExpertStorage storage = expert_storage_of(checkpoint, config);
+  check_tensor_set(checkpoint, config, storage);
   ModelWeights weights;
   weights.local_experts = local_experts;
+  weights.expert_activation = expert_activation_of(config);
   weights.embedding = checkpoint.load(embedding_name(), {config.vocab_size, config.hidden_size});
   weights.final_norm = checkpoint.load(final_norm_name(), {config.hidden_size});
   weights.lm_head = config.tie_word_embeddings ? weights.embedding
                                                : checkpoint.load(lm_head_name(), {config.vocab_size, config.hidden_size});
-  const auto load_layer_tensor = [&](int64_t layer, LayerTensor tensor) {
-    return checkpoint.load(layer_tensor_name(config, layer, tensor), layer_tensor_shape(config, tensor));
-  };
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
-    LayerWeights layer_weights;
-    layer_weights.input_norm = load_layer_tensor(layer, LayerTensor::input_norm);
-    layer_weights.q_proj = load_layer_tensor(layer, LayerTensor::q_proj);
-    layer_weights.k_proj = load_layer_tensor(layer, LayerTensor::k_proj);
-    layer_weights.v_proj = load_layer_tensor(layer, LayerTensor::v_proj);
-    layer_weights.o_proj = load_layer_tensor(layer, LayerTensor::o_proj);
-    if (config.qk_norm) {
-      layer_weights.q_norm = load_layer_tensor(layer, LayerTensor::q_norm);
-      layer_weights.k_norm = load_layer_tensor(layer, LayerTensor::k_norm);
+    const auto load_layer_tensor = [&](LayerTensor tensor) {
+      if (!has_layer_tensor(config, layer, tensor)) return Tensor();
+      return checkpoint.load(layer_tensor_name(config, layer, tensor), layer_tensor_shape(config, tensor));
+    };
+    LayerWeights w;
+    w.input_norm = load_layer_tensor(LayerTensor::input_norm);
+    w.q_proj = load_layer_tensor(LayerTensor::q_proj);
+    w.k_proj = load_layer_tensor(LayerTensor::k_proj);
+    w.v_proj = load_layer_tensor(LayerTensor::v_proj);
+    w.o_proj = load_layer_tensor(LayerTensor::o_proj);
+    w.q_norm = load_layer_tensor(LayerTensor::q_norm);
+    w.k_norm = load_layer_tensor(LayerTensor::k_norm);
+    w.q_bias = load_layer_tensor(LayerTensor::q_bias);
+    w.k_bias = load_layer_tensor(LayerTensor::k_bias);
+    w.v_bias = load_layer_tensor(LayerTensor::v_bias);
+    w.o_bias = load_layer_tensor(LayerTensor::o_bias);
+    w.sinks = load_layer_tensor(LayerTensor::sinks);
+    w.post_attention_norm = load_layer_tensor(LayerTensor::post_attention_norm);
+    if (!config.is_moe_layer(layer)) {
+      w.dense_mlp = ExpertWeights::without_biases(load_layer_tensor(LayerTensor::dense_gate_proj),
+                                                  load_layer_tensor(LayerTensor::dense_up_proj),
+                                                  load_layer_tensor(LayerTensor::dense_down_proj));
+      weights.layers.push_back(std::move(w));
+      continue;
     }
-    layer_weights.post_attention_norm = load_layer_tensor(layer, LayerTensor::post_attention_norm);
-    layer_weights.router = load_layer_tensor(layer, LayerTensor::router);
+    w.router = load_layer_tensor(LayerTensor::router);
+    w.router_bias = load_layer_tensor(LayerTensor::router_bias);
+    if (config.shared_expert_ffn_size > 0) {
+      w.shared_expert = ExpertWeights::without_biases(load_layer_tensor(LayerTensor::shared_gate_proj),
+                                                      load_layer_tensor(LayerTensor::shared_up_proj),
+                                                      load_layer_tensor(LayerTensor::shared_down_proj));
+      w.shared_expert_gate = load_layer_tensor(LayerTensor::shared_expert_gate);
+    }
     for (const int64_t expert : local_experts.ids()) {
+      if (has_fused_experts(config)) {
+        w.experts.push_back(load_fused_expert(checkpoint, config, layer, expert, storage));
+        continue;
+      }
       const auto load_expert_tensor = [&](ExpertTensor tensor) {
         return checkpoint.load(expert_tensor_name(config, layer, expert, tensor), expert_tensor_shape(config, tensor));
       };
-      layer_weights.experts.push_back({load_expert_tensor(ExpertTensor::gate_proj),
-                                       load_expert_tensor(ExpertTensor::up_proj),
-                                       load_expert_tensor(ExpertTensor::down_proj)});
+      w.experts.push_back(ExpertWeights::without_biases(load_expert_tensor(ExpertTensor::gate_proj),
+                                                        load_expert_tensor(ExpertTensor::up_proj),
+                                                        load_expert_tensor(ExpertTensor::down_proj)));
     }
-    weights.layers.push_back(std::move(layer_weights));
+    weights.layers.push_back(std::move(w));
   }
   return weights;
 }
 
 int64_t resident_weight_bytes(const ModelConfig& config, int64_t experts_per_rank) {
-  const int64_t parameters =
-      config.parameters_total() - config.num_layers * (config.num_experts - experts_per_rank) * config.parameters_per_expert();
+  const int64_t parameters = config.parameters_total() -
+                             config.moe_layer_count() * (config.num_experts - experts_per_rank) * config.parameters_per_expert();
   return parameters * static_cast<int64_t>(sizeof(float));
 }
 

@@ -2,6 +2,7 @@
 // The frozen weights one rank holds: all dense tensors plus the experts of its expert range.
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "src/model/model_config.hpp"
@@ -32,10 +33,23 @@ class ExpertSet {
   std::vector<int64_t> ids_;
 };
 
+// A SwiGLU FFN (a routed expert, Qwen's shared expert or a dense layer's MLP). gpt-oss's fused,
+// gate/up-interleaved tensors are split into this form when they are read.
 struct ExpertWeights {
   Tensor gate_proj;  // [F, D]
   Tensor up_proj;    // [F, D]
   Tensor down_proj;  // [D, F]
+  Tensor gate_bias;  // [F] (gpt-oss only)
+  Tensor up_bias;    // [F] (gpt-oss only)
+  Tensor down_bias;  // [D] (gpt-oss only)
+
+  static ExpertWeights without_biases(Tensor gate, Tensor up, Tensor down) {
+    ExpertWeights weights;
+    weights.gate_proj = std::move(gate);
+    weights.up_proj = std::move(up);
+    weights.down_proj = std::move(down);
+    return weights;
+  }
 };
 
 struct LayerWeights {
@@ -44,15 +58,30 @@ struct LayerWeights {
   Tensor k_proj;               // [KV * hd, D]
   Tensor v_proj;               // [KV * hd, D]
   Tensor o_proj;               // [D, H * hd]
-  Tensor q_norm;               // [H * hd]  (QK-norm only)
-  Tensor k_norm;               // [KV * hd] (QK-norm only)
+  Tensor q_norm;               // [H * hd]  (QK-norm only; [hd] per head for Qwen3)
+  Tensor k_norm;               // [KV * hd] (QK-norm only; [hd] per head for Qwen3)
+  Tensor q_bias, k_bias, v_bias;  // [H * hd], [KV * hd], [KV * hd] (Qwen2-MoE, gpt-oss)
+  Tensor o_bias;               // [D] (gpt-oss)
+  Tensor sinks;                // [H] (gpt-oss)
   Tensor post_attention_norm;  // [D]
-  Tensor router;               // [E, D]
+  Tensor router;               // [E, D] (MoE layers)
+  Tensor router_bias;          // [E] (gpt-oss)
   std::vector<ExpertWeights> experts;  // the rank's experts: experts[i] is expert local_experts.id(i)
+  ExpertWeights shared_expert;  // Qwen2-MoE: [Fs, D], [Fs, D], [D, Fs]
+  Tensor shared_expert_gate;    // [1, D]
+  ExpertWeights dense_mlp;      // Qwen's dense layers (no router, no experts)
+};
+
+// How an expert turns its gate and up projections into its hidden activation.
+struct ExpertActivation {
+  bool clamped = false;  // gpt-oss: (clamp(up, -limit, limit) + 1) * g sigmoid(alpha g), g = min(gate, limit)
+  float limit = 7.0f;
+  float alpha = 1.702f;
 };
 
 struct ModelWeights {
   ExpertSet local_experts;
+  ExpertActivation expert_activation;  // plain SwiGLU unless the architecture says otherwise
   Tensor embedding;   // [V, D]
   Tensor final_norm;  // [D]
   Tensor lm_head;     // [V, D]; shares the embedding's storage when tied
@@ -61,9 +90,12 @@ struct ModelWeights {
 
 // Checks that the checkpoint holds exactly the tensors the config implies (none missing, none
 // extra, every shape right) before reading any data, then reads the dense tensors and only the
-// experts in `local_experts`.
+// experts in `local_experts` (for gpt-oss's fused tensors: only those experts' rows, by pread,
+// dequantised from MXFP4 when stored so).
 ModelWeights load_model_weights(const SafetensorsCheckpoint& checkpoint, const ModelConfig& config,
                                 ExpertSet local_experts);
+
+ExpertActivation expert_activation_of(const ModelConfig& config);
 
 // Total bytes (fp32) of the weights a rank holding `local_experts` keeps resident.
 int64_t resident_weight_bytes(const ModelConfig& config, int64_t experts_per_rank);

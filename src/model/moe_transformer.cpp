@@ -1,5 +1,6 @@
 #include "src/model/moe_transformer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -18,7 +19,7 @@ void check_token_ids(std::span<const int32_t> tokens, int64_t vocab_size, int64_
 
 MoeTransformer::MoeTransformer(const ModelConfig& config, const ModelWeights& weights, Backend& backend,
                                ExpertExecutor& experts)
-    : config_(config), weights_(weights), backend_(backend), experts_(experts) {
+    : config_(config), weights_(weights), backend_(backend), experts_(experts), rotary_(rotary_frequencies(config)) {
   TEMOE_CHECK(static_cast<int64_t>(weights.layers.size()) == config.num_layers,
               "weights hold " << weights.layers.size() << " layers, config " << config.num_layers);
 }
@@ -81,7 +82,18 @@ void MoeTransformer::attention(int64_t layer, ForwardState& state) {
   backend_.matmul_transposed(normed, w.q_proj, q, false);
   backend_.matmul_transposed(normed, w.k_proj, k, false);
   backend_.matmul_transposed(normed, w.v_proj, v, false);
-  if (config_.qk_norm) {
+  if (config_.qkv_bias) {
+    backend_.add_bias(q, w.q_bias);
+    backend_.add_bias(k, w.k_bias);
+    backend_.add_bias(v, w.v_bias);
+  }
+  if (config_.qk_norm && config_.qk_norm_per_head) {
+    // Qwen3 normalises each head's head_dim values with one weight shared by all heads.
+    Tensor q_rows = q.reshaped({count * config_.num_heads, head_dim});
+    Tensor k_rows = k.reshaped({count * config_.num_kv_heads, head_dim});
+    backend_.rms_norm(q_rows, w.q_norm, eps, q_rows);
+    backend_.rms_norm(k_rows, w.k_norm, eps, k_rows);
+  } else if (config_.qk_norm) {
     // OLMoE normalises the whole projection, before it is split into heads.
     backend_.rms_norm(q, w.q_norm, eps, q);
     backend_.rms_norm(k, w.k_norm, eps, k);
@@ -89,19 +101,34 @@ void MoeTransformer::attention(int64_t layer, ForwardState& state) {
   Tensor q_heads = q.reshaped({batch, time, config_.num_heads, head_dim});
   Tensor k_heads = k.reshaped({batch, time, config_.num_kv_heads, head_dim});
   Tensor attended({batch, time, config_.num_heads, head_dim}, device);
+  const int64_t first = state.first_position;
+  const auto rotate = [&](Tensor& x) {
+    if (config_.yarn) {
+      backend_.rotary_with_frequencies(x, rotary_.inverse_frequencies, rotary_.scale, first);
+    } else if (state.cache == nullptr) {
+      backend_.rotary(x, config_.rope_theta);
+    } else {
+      backend_.rotary_from(x, config_.rope_theta, first);
+    }
+  };
+  // gpt-oss: sliding layers see the last sliding_window positions; every head has a sink logit.
+  const int64_t window = config_.is_sliding_layer(layer) ? config_.sliding_window : 0;
+  const Tensor* sinks = config_.attention_sinks ? &w.sinks : nullptr;
+  rotate(q_heads);
+  rotate(k_heads);
   if (state.cache == nullptr) {
-    backend_.rotary(q_heads, config_.rope_theta);
-    backend_.rotary(k_heads, config_.rope_theta);
-    backend_.causal_attention(q_heads, k_heads, v.reshaped(k_heads.shape()), attended);
+    if (window == 0 && sinks == nullptr) {
+      backend_.causal_attention(q_heads, k_heads, v.reshaped(k_heads.shape()), attended);
+    } else {
+      backend_.windowed_attention(q_heads, k_heads, v.reshaped(k_heads.shape()), 0, window, sinks, attended);
+    }
   } else {
     // The chunk's keys and values go to cache rows (b, first + t); its queries then attend to all
-    // cached positions up to their own.
+    // cached positions up to their own (within the window on sliding layers).
     KeyValueCache& cache = *state.cache;
-    const int64_t first = state.first_position, capacity = cache.capacity();
+    const int64_t capacity = cache.capacity();
     TEMOE_CHECK(cache.length(layer) == first, "decode: layer " << layer << " of the KV cache holds " << cache.length(layer)
                                                                << " positions, the chunk starts at " << first);
-    backend_.rotary_from(q_heads, config_.rope_theta, first);
-    backend_.rotary_from(k_heads, config_.rope_theta, first);
     std::vector<int32_t> rows(static_cast<size_t>(count));
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t t = 0; t < time; ++t) rows[static_cast<size_t>(b * time + t)] = static_cast<int32_t>(b * capacity + first + t);
@@ -111,33 +138,86 @@ void MoeTransformer::attention(int64_t layer, ForwardState& state) {
     backend_.scatter_rows(k, rows, cached_keys);
     backend_.scatter_rows(v, rows, cached_values);
     cache.set_length(layer, first + time);
-    backend_.cached_attention(q_heads, cache.keys(layer), cache.values(layer), first, attended);
+    backend_.windowed_attention(q_heads, cache.keys(layer), cache.values(layer), first, window, sinks, attended);
   }
   backend_.matmul_transposed(attended.reshaped({count, q_width}), w.o_proj, residual, true);
+  if (config_.output_bias) backend_.add_bias(residual, w.o_bias);
 }
 
 MoeInput MoeTransformer::moe_input(int64_t layer, const ForwardState& state) {
   const LayerWeights& w = weights_.layers.at(static_cast<size_t>(layer));
   const int64_t count = state.residual.dim(0);
   const Device device = backend_.device();
-  MoeInput input{Tensor({count, config_.hidden_size}, device), Tensor({count, config_.num_experts}, device)};
+  MoeInput input{Tensor({count, config_.hidden_size}, device), Tensor()};
   backend_.rms_norm(state.residual, w.post_attention_norm, static_cast<float>(config_.rms_norm_eps), input.normed);
+  if (!config_.is_moe_layer(layer)) return input;  // a dense layer has no router
+  input.router_logits = Tensor({count, config_.num_experts}, device);
   backend_.matmul_transposed(input.normed, w.router, input.router_logits, false);
+  if (w.router_bias.defined()) backend_.add_bias(input.router_logits, w.router_bias);
   return input;
+}
+
+namespace {
+
+// The combine weights of the chosen experts from the architecture's gate rule (model_config.hpp).
+// probabilities: softmax over all E logits; logits: the router's own; both [N, E].
+void apply_gate_rule(GateRule rule, const float* logits, const float* probabilities, std::span<const int32_t> chosen,
+                     int64_t count, int64_t experts, int64_t top_k, float* gates) {
+  for (int64_t token = 0; token < count; ++token) {
+    const int32_t* ids = chosen.data() + token * top_k;
+    float* row = gates + token * top_k;
+    if (rule == GateRule::top_k_softmax) {
+      float maximum = -INFINITY;
+      for (int64_t s = 0; s < top_k; ++s) maximum = std::max(maximum, logits[token * experts + ids[s]]);
+      float total = 0.0f;
+      for (int64_t s = 0; s < top_k; ++s) total += row[s] = std::exp(logits[token * experts + ids[s]] - maximum);
+      for (int64_t s = 0; s < top_k; ++s) row[s] /= total;
+      continue;
+    }
+    for (int64_t s = 0; s < top_k; ++s) row[s] = probabilities[token * experts + ids[s]];
+    if (rule == GateRule::renormalised_top_k) {
+      float total = 0.0f;
+      for (int64_t s = 0; s < top_k; ++s) total += row[s];
+      for (int64_t s = 0; s < top_k; ++s) row[s] /= total;
+    }
+  }
+}
+
+}  // namespace
+
+void MoeTransformer::dense_mlp(int64_t layer, ForwardState& state, const MoeInput& input) {
+  const LayerWeights& w = weights_.layers.at(static_cast<size_t>(layer));
+  Tensor output(state.residual.shape(), backend_.device());
+  apply_ffn(backend_, w.dense_mlp, input.normed, output);
+  backend_.add_in_place(state.residual, output);
 }
 
 void MoeTransformer::moe(int64_t layer, ForwardState& state, const MoeInput& input, const std::vector<uint8_t>* held_masks,
                          RouterRecord* record) {
+  if (!config_.is_moe_layer(layer)) {
+    TEMOE_CHECK(held_masks == nullptr, "moe: layer " << layer << " is a dense layer (mlp_only_layers / decoder_sparse_step); "
+                                                     "it has no router, so no mask applies to it");
+    dense_mlp(layer, state, input);
+    return;
+  }
   const std::span<const uint8_t> allowed_experts = held_masks ? std::span<const uint8_t>(*held_masks) : std::span<const uint8_t>();
   const int64_t count = state.residual.dim(0), width = config_.hidden_size, top_k = config_.top_k;
   const int64_t experts = config_.num_experts;
   const Device device = backend_.device();
+  const GateRule rule = config_.gate_rule();
   Tensor probabilities = input.router_logits.clone();
+  backend_.softmax_rows(probabilities);
+  std::vector<int32_t> chosen(static_cast<size_t>(count * top_k));
+  Tensor gate_weights({count, top_k}, device);
   if (held_masks) {
+    // Inside a held mask the k experts are the top-k of the logits the mask allows; their gates
+    // are what the architecture's rule gives those k (for OLMoE and Qwen without renormalisation,
+    // the teacher's own probabilities: the mask is not a renormalisation).
     TEMOE_CHECK(static_cast<int64_t>(allowed_experts.size()) == count * experts,
                 "moe: " << allowed_experts.size() << " mask flags for " << count << " tokens x " << experts << " experts");
     TEMOE_CHECK(device == Device::cpu, "expert masks are applied on the host");
-    float* logits = probabilities.data();
+    Tensor masked_logits = input.router_logits.clone();
+    float* logits = masked_logits.data();
     for (int64_t token = 0; token < count; ++token) {
       int64_t allowed = 0;
       for (int64_t e = 0; e < experts; ++e) {
@@ -149,18 +229,15 @@ void MoeTransformer::moe(int64_t layer, ForwardState& state, const MoeInput& inp
       }
       TEMOE_CHECK(allowed >= top_k, "moe: token " << token << " may use only " << allowed << " experts, fewer than k = " << top_k);
     }
-  }
-  backend_.softmax_rows(probabilities);
-  std::vector<int32_t> chosen(static_cast<size_t>(count * top_k));
-  Tensor gate_weights({count, top_k}, device);
-  backend_.top_k_rows(probabilities, static_cast<int>(top_k), chosen, gate_weights);
-  if (config_.normalize_top_k) {
-    TEMOE_CHECK(device == Device::cpu, "top-k renormalisation runs on the host");
-    float* values = gate_weights.data();
-    for (int64_t token = 0; token < count; ++token) {
-      float total = 0.0f;
-      for (int64_t s = 0; s < top_k; ++s) total += values[token * top_k + s];
-      for (int64_t s = 0; s < top_k; ++s) values[token * top_k + s] /= total;
+    backend_.top_k_rows(masked_logits, static_cast<int>(top_k), chosen, gate_weights);
+    apply_gate_rule(rule, input.router_logits.data(), probabilities.data(), chosen, count, experts, top_k,
+                    gate_weights.data());
+  } else {
+    backend_.top_k_rows(probabilities, static_cast<int>(top_k), chosen, gate_weights);
+    if (rule != GateRule::all_experts_softmax) {
+      TEMOE_CHECK(device == Device::cpu, "top-k renormalisation runs on the host");
+      apply_gate_rule(rule, input.router_logits.data(), probabilities.data(), chosen, count, experts, top_k,
+                      gate_weights.data());
     }
   }
   // An exchange leaves the outputs grouped by the rank they came from; the combine reads them there
@@ -177,6 +254,14 @@ void MoeTransformer::moe(int64_t layer, ForwardState& state, const MoeInput& inp
     Tensor slots = slots_workspace_.rows(0, count * top_k);
     experts_.run(layer, input.normed, chosen, top_k, slots, held_masks);
     backend_.combine_slots(slots, gate_weights, state.residual, true);
+  }
+  if (config_.shared_expert_ffn_size > 0) {
+    // Qwen2-MoE's shared expert runs on every token, on the rank that owns it, outside any mask.
+    const LayerWeights& w = weights_.layers.at(static_cast<size_t>(layer));
+    Tensor shared({count, width}, device), gate_logits({count, 1}, device);
+    apply_ffn(backend_, w.shared_expert, input.normed, shared);
+    backend_.matmul_transposed(input.normed, w.shared_expert_gate, gate_logits, false);
+    backend_.add_sigmoid_gated(gate_logits, shared, state.residual);
   }
   if (record) {
     record->probabilities = probabilities;

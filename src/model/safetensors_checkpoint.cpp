@@ -109,6 +109,42 @@ Tensor SafetensorsCheckpoint::load(const std::string& name, const Shape& expecte
   return tensor;
 }
 
+namespace {
+
+void check_shape_found(const SafetensorsCheckpoint& checkpoint, const std::string& name, const Shape& expected_shape) {
+  const SafetensorsEntry& found = checkpoint.entry(name);
+  if (found.shape != expected_shape) {
+    TEMOE_FAIL(checkpoint.file_of(name).string() << ": tensor '" << name << "' has shape " << shape_string(found.shape)
+                                                 << ", but config.json implies " << shape_string(expected_shape));
+  }
+}
+
+}  // namespace
+
+Tensor SafetensorsCheckpoint::load_rows(const std::string& name, const Shape& expected_shape, int64_t first,
+                                        int64_t count) const {
+  check_shape_found(*this, name, expected_shape);
+  Shape shape = expected_shape;
+  shape.at(0) = count;
+  Tensor tensor(shape);
+  owner_.at(name)->read_rows_as_float(name, first, count, tensor.data());
+  return tensor;
+}
+
+std::vector<uint8_t> SafetensorsCheckpoint::load_rows_raw(const std::string& name, const Shape& expected_shape,
+                                                          DType expected_dtype, int64_t first, int64_t count) const {
+  check_shape_found(*this, name, expected_shape);
+  const SafetensorsEntry& found = entry(name);
+  if (found.dtype != expected_dtype) {
+    TEMOE_FAIL(file_of(name).string() << ": tensor '" << name << "' has dtype " << to_string(found.dtype) << ", expected "
+                                      << to_string(expected_dtype));
+  }
+  std::vector<uint8_t> bytes(static_cast<size_t>(element_count(expected_shape) / expected_shape.at(0) * count) *
+                             dtype_size(expected_dtype));
+  owner_.at(name)->read_rows_raw(name, first, count, bytes.data());
+  return bytes;
+}
+
 uint64_t SafetensorsCheckpoint::bytes_read() const {
   uint64_t total = 0;
   for (const auto& file : files_) total += file->bytes_read();

@@ -23,6 +23,11 @@ class SafetensorsCheckpoint {
 
   // Reads one tensor as fp32 after checking that it has the expected shape.
   Tensor load(const std::string& name, const Shape& expected_shape) const;
+  // Rows [first, first + count) of a tensor of shape `expected_shape`, as fp32 ([count, ...]), or
+  // as the bytes stored (U8). Only those rows are read.
+  Tensor load_rows(const std::string& name, const Shape& expected_shape, int64_t first, int64_t count) const;
+  std::vector<uint8_t> load_rows_raw(const std::string& name, const Shape& expected_shape, DType expected_dtype,
+                                     int64_t first, int64_t count) const;
   // Bytes of tensor data read so far from all files (a test checks slice loading with it).
   uint64_t bytes_read() const;
 

@@ -47,7 +47,7 @@ SafetensorsEntry parse_entry(const std::filesystem::path& path, const std::strin
   if (!value["dtype"].is_string()) TEMOE_FAIL(where() << ": 'dtype' is not a string");
   const std::string dtype_name = value["dtype"].get<std::string>();
   const auto dtype = parse_dtype(dtype_name);
-  if (!dtype) TEMOE_FAIL(where() << " has dtype '" << dtype_name << "'; temoe reads F32, F16 and BF16");
+  if (!dtype) TEMOE_FAIL(where() << " has dtype '" << dtype_name << "'; temoe reads F32, F16, BF16 and U8 (MXFP4 blocks and scales)");
   entry.dtype = *dtype;
   if (!value["shape"].is_array()) TEMOE_FAIL(where() << ": 'shape' is not an array");
   for (const auto& extent : value["shape"]) {
@@ -134,6 +134,25 @@ const SafetensorsEntry& SafetensorsFile::entry(const std::string& name) const {
   const auto found = entries_.find(name);
   if (found == entries_.end()) TEMOE_FAIL(path_.string() << ": no tensor named '" << name << "'");
   return found->second;
+}
+
+void SafetensorsFile::read_rows_raw(const std::string& name, int64_t first, int64_t count, void* destination) const {
+  const SafetensorsEntry& found = entry(name);
+  TEMOE_CHECK(!found.shape.empty() && first >= 0 && count >= 0 && first + count <= found.shape[0],
+              path_.string() << ": rows [" << first << ", " << first + count << ") of tensor '" << name << "' of shape "
+                             << shape_string(found.shape));
+  const uint64_t row_bytes = found.byte_count / static_cast<uint64_t>(found.shape[0]);
+  const uint64_t bytes = row_bytes * static_cast<uint64_t>(count);
+  read_exactly(descriptor_, destination, bytes, found.file_offset + row_bytes * static_cast<uint64_t>(first), path_);
+  bytes_read_ += bytes;
+}
+
+void SafetensorsFile::read_rows_as_float(const std::string& name, int64_t first, int64_t count, float* destination) const {
+  const SafetensorsEntry& found = entry(name);
+  const auto values = static_cast<size_t>(element_count(found.shape) / std::max<int64_t>(found.shape.at(0), 1) * count);
+  std::vector<unsigned char> buffer(values * dtype_size(found.dtype));
+  read_rows_raw(name, first, count, buffer.data());
+  convert_to_float(found.dtype, buffer.data(), destination, values);
 }
 
 void SafetensorsFile::read_as_float(const std::string& name, float* destination) const {

@@ -34,6 +34,10 @@ class SafetensorsFile {
 
   // Reads one tensor and converts it to fp32; destination holds element_count(shape) floats.
   void read_as_float(const std::string& name, float* destination) const;
+  // Rows [first, first + count) along the first dimension (contiguous bytes): converted to fp32,
+  // or as stored (U8 MXFP4 blocks and scales). A rank reads only its experts' rows of a fused tensor.
+  void read_rows_as_float(const std::string& name, int64_t first, int64_t count, float* destination) const;
+  void read_rows_raw(const std::string& name, int64_t first, int64_t count, void* destination) const;
   uint64_t bytes_read() const { return bytes_read_; }
 
  private:

@@ -13,9 +13,10 @@ void write_safetensors_file(const std::filesystem::path& path, const std::vector
   nlohmann::ordered_json header;
   header["__metadata__"] = {{"format", "pt"}};
   uint64_t offset = 0;
-  for (const auto& [name, tensor] : tensors) {
-    const uint64_t bytes = static_cast<uint64_t>(tensor.numel()) * dtype_size(dtype);
-    header[name] = {{"dtype", to_string(dtype)}, {"shape", tensor.shape()}, {"data_offsets", {offset, offset + bytes}}};
+  for (const auto& named : tensors) {
+    const DType stored = named.dtype.value_or(dtype);
+    const uint64_t bytes = static_cast<uint64_t>(named.tensor.numel()) * dtype_size(stored);
+    header[named.name] = {{"dtype", to_string(stored)}, {"shape", named.tensor.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();
@@ -27,9 +28,10 @@ void write_safetensors_file(const std::filesystem::path& path, const std::vector
     stream.write(text.data(), static_cast<std::streamsize>(text.size()));
     std::vector<unsigned char> buffer;
     for (const auto& named : tensors) {
+      const DType stored = named.dtype.value_or(dtype);
       const auto values = named.tensor.to_vector();
-      buffer.resize(values.size() * dtype_size(dtype));
-      convert_from_float(dtype, values.data(), buffer.data(), values.size());
+      buffer.resize(values.size() * dtype_size(stored));
+      convert_from_float(stored, values.data(), buffer.data(), values.size());
       stream.write(reinterpret_cast<const char*>(buffer.data()), static_cast<std::streamsize>(buffer.size()));
     }
   });
@@ -44,7 +46,10 @@ void write_safetensors_checkpoint(const std::filesystem::path& directory, const 
     return;
   }
   uint64_t total = 0;
-  for (const auto& named : tensors) total += static_cast<uint64_t>(named.tensor.numel()) * dtype_size(dtype);
+  const auto bytes_of = [&](const NamedTensor& named) {
+    return static_cast<uint64_t>(named.tensor.numel()) * dtype_size(named.dtype.value_or(dtype));
+  };
+  for (const auto& named : tensors) total += bytes_of(named);
   nlohmann::ordered_json weight_map;
   std::vector<NamedTensor> current;
   uint64_t written = 0;
@@ -59,7 +64,7 @@ void write_safetensors_checkpoint(const std::filesystem::path& directory, const 
   };
   for (const auto& named : tensors) {
     current.push_back(named);
-    written += static_cast<uint64_t>(named.tensor.numel()) * dtype_size(dtype);
+    written += bytes_of(named);
     if (shard < shards - 1 && written * static_cast<uint64_t>(shards) >= total * static_cast<uint64_t>(shard + 1)) flush();
   }
   while (shard < shards) flush();  // trailing shards may be empty for tiny models; still valid files

@@ -2,6 +2,7 @@
 // Writes weights in the Hugging Face layout: model.safetensors, or shards plus
 // model.safetensors.index.json. Every file is written atomically.
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@ namespace temoe {
 struct NamedTensor {
   std::string name;
   Tensor tensor;  // host fp32; converted to the file dtype on write
+  std::optional<DType> dtype = std::nullopt;  // this tensor's own dtype (U8 MXFP4 bytes); else the file's
 };
 
 void write_safetensors_file(const std::filesystem::path& path, const std::vector<NamedTensor>& tensors, DType dtype);

@@ -10,6 +10,7 @@ namespace temoe {
 TrainableMoeTransformer::TrainableMoeTransformer(const ModelConfig& config, const ModelWeights& weights,
                                                  ModelWeights& gradients, Backend& backend, TrainableExperts& experts)
     : config_(config), weights_(weights), gradients_(gradients), backend_(backend), experts_(experts) {
+  require_pretrainable(config, "the backward pass");
   TEMOE_CHECK(static_cast<int64_t>(weights.layers.size()) == config.num_layers,
               "weights hold " << weights.layers.size() << " layers, config " << config.num_layers);
   TEMOE_CHECK(gradients.layers.size() == weights.layers.size(),

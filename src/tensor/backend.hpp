@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 
 #include "src/tensor/tensor.hpp"
 
@@ -76,6 +77,45 @@ class Backend {
   // x += y. x, y: same shape.
   virtual void add_in_place(Tensor& x, const Tensor& y) = 0;
 
+  // ---- Architecture variants (Qwen2-MoE, Qwen3-MoE, gpt-oss). The CPU backend has them; a
+  // backend without one refuses, naming the operation, instead of computing something else.
+
+  // x[m, :] += bias. x: [M, N]; bias: [N].
+  virtual void add_bias(Tensor& /*x*/, const Tensor& /*bias*/) { refuse("add_bias (projection biases)"); }
+
+  // rotary_from() with given inverse frequencies (head_dim / 2 of them, e.g. YaRN's) and cos / sin
+  // multiplied by `scale` (YaRN's attention factor). x: [B, S, heads, head_dim].
+  virtual void rotary_with_frequencies(Tensor& /*x*/, std::span<const double> /*inverse_frequencies*/, double /*scale*/,
+                                       int64_t /*first_position*/) {
+    refuse("rotary_with_frequencies (YaRN rotary scaling)");
+  }
+
+  // cached_attention() where query position t sees only keys (t - window, t] (window 0: all of
+  // [0, t]) and, with sinks ([H]), head h's softmax also has the logit sinks[h] in its denominator
+  // (a "sink" that takes probability mass and contributes no value). With window 0 and no sinks it
+  // is cached_attention itself, bit for bit.
+  virtual void windowed_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t first_position,
+                                  int64_t window, const Tensor* sinks, Tensor& out) {
+    if (window == 0 && sinks == nullptr) {
+      cached_attention(q, k_cache, v_cache, first_position, out);
+      return;
+    }
+    refuse("windowed_attention (sliding windows, attention sinks)");
+  }
+
+  // gpt-oss's activation: out = (clamp(up, -limit, limit) + 1) * g * sigmoid(alpha * g) with
+  // g = min(gate, limit). gate, up, out: [M, F].
+  virtual void clamped_swiglu(const Tensor& /*gate*/, const Tensor& /*up*/, float /*limit*/, float /*alpha*/,
+                              Tensor& /*out*/) {
+    refuse("clamped_swiglu (gpt-oss experts)");
+  }
+
+  // out[m, :] += sigmoid(gate_logits[m]) * values[m, :] (Qwen2-MoE's shared expert).
+  // gate_logits: [M, 1]; values, out: [M, D].
+  virtual void add_sigmoid_gated(const Tensor& /*gate_logits*/, const Tensor& /*values*/, Tensor& /*out*/) {
+    refuse("add_sigmoid_gated (shared experts)");
+  }
+
   // ---- Backward kernels (training). Every grad_* has the shape of the tensor it is the gradient
   // of. Input gradients are overwritten unless `accumulate` says otherwise; weight gradients are
   // always added to (so that they sum over micro-batches and expert groups). As in the forward,
@@ -128,6 +168,9 @@ class Backend {
   // marks a row without a label (loss 0, gradient 0). logits, grad_logits: [M, V]; losses: [M].
   virtual void cross_entropy(const Tensor& logits, std::span<const int32_t> targets, float grad_scale, Tensor& losses,
                              Tensor& grad_logits) = 0;
+
+ protected:
+  [[noreturn]] void refuse(const std::string& operation) const;
 };
 
 // The backend for a device: CPU always; CUDA when built with it.

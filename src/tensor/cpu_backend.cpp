@@ -59,29 +59,10 @@ void CpuBackend::rotary(Tensor& x, double theta) { rotary_from(x, theta, 0); }
 
 void CpuBackend::rotary_from(Tensor& x, double theta, int64_t first_position) {
   check_rank(x, 4, "rotary x");
-  const int64_t batch = x.dim(0), time = x.dim(1), heads = x.dim(2), head_dim = x.dim(3);
+  const int64_t time = x.dim(1), head_dim = x.dim(3);
   TEMOE_CHECK(head_dim % 2 == 0, "rotary: head_dim " << head_dim << " must be even");
   TEMOE_CHECK(first_position >= 0, "rotary: first position " << first_position << " is negative");
-  const int64_t half = head_dim / 2;
-  const RotaryTable table = make_rotary_table(time, head_dim, theta, first_position);
-  const std::vector<float>& cos_table = table.cos;
-  const std::vector<float>& sin_table = table.sin;
-  float* data = x.data();
-#pragma omp parallel for collapse(2) schedule(static) if (batch * time * heads * head_dim >= kCpuParallelWork)
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t t = 0; t < time; ++t) {
-      const float* cos_row = cos_table.data() + t * half;
-      const float* sin_row = sin_table.data() + t * half;
-      for (int64_t h = 0; h < heads; ++h) {
-        float* vector = data + ((b * time + t) * heads + h) * head_dim;
-        for (int64_t i = 0; i < half; ++i) {
-          const float first = vector[i], second = vector[i + half];
-          vector[i] = first * cos_row[i] - second * sin_row[i];
-          vector[i + half] = second * cos_row[i] + first * sin_row[i];
-        }
-      }
-    }
-  }
+  apply_rotary_table(x, make_rotary_table(time, head_dim, theta, first_position));
 }
 
 void CpuBackend::causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out) {
@@ -95,52 +76,7 @@ void CpuBackend::causal_attention(const Tensor& q, const Tensor& k, const Tensor
 
 void CpuBackend::cached_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t first_position,
                                   Tensor& out) {
-  const AttentionShape shape = check_cached_attention(q, k_cache, v_cache, first_position, out);
-  const int64_t batch = shape.batch, time = shape.time, heads = shape.heads, head_dim = shape.head_dim;
-  const int64_t capacity = shape.capacity, kv_heads = shape.kv_heads;
-  const int64_t group = heads / kv_heads, keys = first_position + time;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const float* q_data = q.data();
-  const float* k_data = k_cache.data();
-  const float* v_data = v_cache.data();
-  float* out_data = out.data();
-  // Key j of sequence b is cache row (b, j); query s sits at position first_position + s.
-#pragma omp parallel if (batch * heads * time * keys * head_dim >= kCpuParallelWork)
-  {
-    std::vector<float> scores(static_cast<size_t>(keys));
-#pragma omp for collapse(3) schedule(dynamic, 16)
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t h = 0; h < heads; ++h) {
-        for (int64_t s = 0; s < time; ++s) {
-          const int64_t kv_head = h / group, t = first_position + s;
-          const float* query = q_data + ((b * time + s) * heads + h) * head_dim;
-          float maximum = -INFINITY;
-          for (int64_t j = 0; j <= t; ++j) {
-            const float* key = k_data + ((b * capacity + j) * kv_heads + kv_head) * head_dim;
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t i = 0; i < head_dim; ++i) dot += query[i] * key[i];
-            scores[static_cast<size_t>(j)] = dot * scale;
-            maximum = std::max(maximum, dot * scale);
-          }
-          float total = 0.0f;
-          for (int64_t j = 0; j <= t; ++j) {
-            const float weight = std::exp(scores[static_cast<size_t>(j)] - maximum);
-            scores[static_cast<size_t>(j)] = weight;
-            total += weight;
-          }
-          float* result = out_data + ((b * time + s) * heads + h) * head_dim;
-          std::fill(result, result + head_dim, 0.0f);
-          for (int64_t j = 0; j <= t; ++j) {
-            const float weight = scores[static_cast<size_t>(j)] / total;
-            const float* value = v_data + ((b * capacity + j) * kv_heads + kv_head) * head_dim;
-#pragma omp simd
-            for (int64_t i = 0; i < head_dim; ++i) result[i] += weight * value[i];
-          }
-        }
-      }
-    }
-  }
+  attend_over_cache(q, k_cache, v_cache, first_position, 0, nullptr, out);
 }
 
 void CpuBackend::softmax_rows(Tensor& x) {

@@ -9,6 +9,14 @@ namespace temoe {
 // more than it saves, and far more when the cores are shared with other processes.
 inline constexpr int64_t kCpuParallelWork = 1 << 15;
 
+// Shared by the plain and the variant kernels (cpu_backend_variants.cpp), so that a model without
+// the variants computes exactly what it did before them.
+// Rotates x [B, T, heads, head_dim] by the table's rows (row t for position t of the chunk).
+void apply_rotary_table(Tensor& x, const struct RotaryTable& table);
+// cached_attention with an optional window (0: none) and per-head sinks ([H], or null).
+void attend_over_cache(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t first_position,
+                       int64_t window, const Tensor* sinks, Tensor& out);
+
 class CpuBackend final : public Backend {
  public:
   Device device() const override { return Device::cpu; }
@@ -28,6 +36,14 @@ class CpuBackend final : public Backend {
   void combine_slot_rows(const Tensor& rows, std::span<const int32_t> row_of_slot, const Tensor& weights, Tensor& out,
                          bool accumulate) override;
   void add_in_place(Tensor& x, const Tensor& y) override;
+  // cpu_backend_variants.cpp
+  void add_bias(Tensor& x, const Tensor& bias) override;
+  void rotary_with_frequencies(Tensor& x, std::span<const double> inverse_frequencies, double scale,
+                               int64_t first_position) override;
+  void windowed_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t first_position,
+                          int64_t window, const Tensor* sinks, Tensor& out) override;
+  void clamped_swiglu(const Tensor& gate, const Tensor& up, float limit, float alpha, Tensor& out) override;
+  void add_sigmoid_gated(const Tensor& gate_logits, const Tensor& values, Tensor& out) override;
 
   void matmul(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) override;
   void matmul_transposed_left(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) override;

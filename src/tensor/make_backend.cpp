@@ -8,6 +8,11 @@ namespace temoe {
 std::unique_ptr<Backend> make_cuda_backend();  // src/tensor/cuda/ (the GPU issue)
 #endif
 
+void Backend::refuse(const std::string& operation) const {
+  TEMOE_FAIL(operation << " is not implemented on the " << to_string(device())
+                       << " backend; run this model with runtime.device=cpu");
+}
+
 std::unique_ptr<Backend> make_backend(Device device) {
   if (device == Device::cpu) return std::make_unique<CpuBackend>();
 #if defined(TEMOE_WITH_CUDA)

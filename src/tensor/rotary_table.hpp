@@ -4,6 +4,7 @@
 // computes its tables, then rounded once.
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace temoe {
@@ -26,6 +27,23 @@ inline RotaryTable make_rotary_table(int64_t time, int64_t head_dim, double thet
       const double angle = static_cast<double>(first_position + t) * inverse_frequency;
       table.cos[static_cast<size_t>(t * table.half + i)] = static_cast<float>(std::cos(angle));
       table.sin[static_cast<size_t>(t * table.half + i)] = static_cast<float>(std::sin(angle));
+    }
+  }
+  return table;
+}
+
+// The same for given inverse frequencies (YaRN's), cos and sin multiplied by `scale` before rounding.
+inline RotaryTable make_rotary_table_from(int64_t time, std::span<const double> inverse_frequencies, double scale,
+                                          int64_t first_position) {
+  RotaryTable table;
+  table.half = static_cast<int64_t>(inverse_frequencies.size());
+  table.cos.resize(static_cast<size_t>(time * table.half));
+  table.sin.resize(table.cos.size());
+  for (int64_t t = 0; t < time; ++t) {
+    for (int64_t i = 0; i < table.half; ++i) {
+      const double angle = static_cast<double>(first_position + t) * inverse_frequencies[static_cast<size_t>(i)];
+      table.cos[static_cast<size_t>(t * table.half + i)] = static_cast<float>(scale * std::cos(angle));
+      table.sin[static_cast<size_t>(t * table.half + i)] = static_cast<float>(scale * std::sin(angle));
     }
   }
   return table;

@@ -57,7 +57,7 @@ done
 python3 - "$fixtures" "$seeds/fuzz_safetensors_header" << 'EOF'
 import json, os, struct, sys
 fixtures, out = sys.argv[1], sys.argv[2]
-sizes = {"F32": 4, "F16": 2, "BF16": 2}
+sizes = {"F32": 4, "F16": 2, "BF16": 2, "U8": 1}
 for folder in sorted(os.listdir(fixtures)):
     path = os.path.join(fixtures, folder)
     for name in sorted(os.listdir(path)) if os.path.isdir(path) else []:

@@ -40,7 +40,7 @@ ModelWeights upload(const ModelWeights& host) {
     copy.post_attention_norm = upload(layer.post_attention_norm);
     copy.router = upload(layer.router);
     for (const ExpertWeights& expert : layer.experts) {
-      copy.experts.push_back({upload(expert.gate_proj), upload(expert.up_proj), upload(expert.down_proj)});
+      copy.experts.push_back(ExpertWeights::without_biases(upload(expert.gate_proj), upload(expert.up_proj), upload(expert.down_proj)));
     }
     device.layers.push_back(std::move(copy));
   }

@@ -2,6 +2,7 @@
 // all ranks (some ranks get none), experts split over the expert-parallel group.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include "parallel/process_grid.hpp"
 #include "src/io/npy_file.hpp"
 #include "src/model/expert_parallel_experts.hpp"
+#include "src/model/key_value_cache.hpp"
 #include "src/model/moe_transformer.hpp"
 #include "tests/mpi/mpi_test_support.hpp"
 #include "tests/support/numeric_bounds.hpp"
@@ -37,7 +39,7 @@ std::vector<float> grid_forward(const std::filesystem::path& directory, const To
                                                                static_cast<size_t>((last - first) * time)),
                                       last - first, time);
   // Every expert-parallel rank with no tokens must still have joined each layer's exchange.
-  EXPECT_EQ(dispatcher.statistics().layer_calls, config.num_layers);
+  EXPECT_EQ(dispatcher.statistics().layer_calls, config.moe_layer_count());
   const auto mine = logits.to_vector();
   auto gathered = world.gather_v(std::as_bytes(std::span<const float>(mine)), 0);
   gathered.resize(static_cast<size_t>(batch * time * config.vocab_size) * 4);
@@ -66,6 +68,7 @@ TEST_P(DistributedForward, EqualsSingleProcessForEveryEpSize) {
   // The fixture's two sequences repeated, so that 4 ranks all own tokens in one run and not in another.
   const TokenArray tokens = read_token_npy(directory / "tokens.npy");
   const auto reference = single_process_forward(directory, tokens);
+  const Tensor expected = read_float_npy(directory / "logits.npy");
   for (int ep = 1; ep <= world.size(); ++ep) {
     if (world.size() % ep != 0 || config.num_experts % ep != 0) continue;
     const auto logits = grid_forward(directory, tokens, ep, world);
@@ -80,14 +83,84 @@ TEST_P(DistributedForward, EqualsSingleProcessForEveryEpSize) {
       scale = std::max(scale, std::fabs(double(reference[i])));
     }
     EXPECT_LE(difference / scale, bound) << "ep " << ep << " of " << world.size() << " ranks";
+    // And the independent PyTorch reference (float64), within 1e-4 of the largest |logit|.
+    double reference_difference = 0, reference_scale = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      reference_difference = std::max(reference_difference, std::fabs(double(logits[i]) - expected.data()[i]));
+      reference_scale = std::max(reference_scale, std::fabs(double(expected.data()[i])));
+    }
+    EXPECT_LE(reference_difference / reference_scale, 1e-4) << "ep " << ep << " against logits.npy";
     if (world.rank() == 0) {
-      std::printf("[ measured ] %s, %d ranks, ep %d: logits differ by %.3g of the largest, bound %.3g\n",
-                  GetParam().c_str(), world.size(), ep, difference / scale, bound);
+      std::printf("[ measured ] %s, %d ranks, ep %d: logits differ by %.3g of the largest (bound %.3g), "
+                  "%.3g from the PyTorch reference\n",
+                  GetParam().c_str(), world.size(), ep, difference / scale, bound, reference_difference / reference_scale);
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, DistributedForward, ::testing::Values("mixtral_f32", "olmoe_f32_sharded"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, DistributedForward,
+                         ::testing::Values("mixtral_f32", "olmoe_f32_sharded", "qwen2_moe_f32_sharded", "qwen2_moe_bf16",
+                                           "qwen3_moe_f32", "qwen3_moe_bf16_sharded", "gpt_oss_f32", "gpt_oss_bf16_sharded",
+                                           "gpt_oss_mxfp4"));
+
+// Decoding with a KV cache on the grid (a prefill of 3 positions, then one per step, experts split
+// over the expert-parallel group, sequences over the ranks): the reference's logits within 1e-4, so
+// the sliding window and the sinks hold in expert-parallel decode too.
+TEST_P(DistributedForward, DecodeWithKvCacheMatchesTheReferenceForEveryEpSize) {
+  MpiCommunicator world;
+  const auto directory = kFixtures / GetParam();
+  const ModelConfig config = ModelConfig::from_file(directory / "config.json");
+  const TokenArray tokens = read_token_npy(directory / "tokens.npy");
+  const Tensor expected = read_float_npy(directory / "logits.npy");
+  const int64_t batch = tokens.shape[0], time = tokens.shape[1], vocabulary = config.vocab_size;
+  for (int ep = 1; ep <= world.size(); ++ep) {
+    if (world.size() % ep != 0 || config.num_experts % ep != 0) continue;
+    ProcessGrid grid(world, ep, config.num_experts);
+    const SafetensorsCheckpoint checkpoint(directory);
+    const int64_t per_rank = grid.experts_per_rank();
+    const ModelWeights weights = load_model_weights(checkpoint, config, {grid.ep_rank() * per_rank, per_rank});
+    auto backend = make_backend(Device::cpu);
+    TokenDispatcher dispatcher(grid.expert_parallel(), ExpertPlacement::contiguous(config.num_experts, ep));
+    ExpertParallelExperts experts(*backend, weights, dispatcher);
+    MoeTransformer model(config, weights, *backend, experts);
+    const int64_t first_sequence = batch * world.rank() / world.size();
+    const int64_t mine = batch * (world.rank() + 1) / world.size() - first_sequence;
+    KeyValueCache cache(config, mine, time, Device::cpu);
+    double difference = 0, scale = 0;
+    for (int64_t first = 0; first < time;) {
+      const int64_t chunk = first == 0 ? 3 : 1;
+      std::vector<int32_t> chunk_tokens;
+      for (int64_t b = first_sequence; b < first_sequence + mine; ++b) {
+        chunk_tokens.insert(chunk_tokens.end(), tokens.ids.begin() + b * time + first, tokens.ids.begin() + b * time + first + chunk);
+      }
+      ForwardState state = model.begin(cache, chunk_tokens, chunk);
+      for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+        model.attention(layer, state);
+        model.moe(layer, state, model.moe_input(layer, state));
+      }
+      const Tensor logits = model.finish(state);
+      for (int64_t b = 0; b < mine; ++b) {
+        for (int64_t t = 0; t < chunk; ++t) {
+          for (int64_t v = 0; v < vocabulary; ++v) {
+            const double reference = expected.data()[((first_sequence + b) * time + first + t) * vocabulary + v];
+            difference = std::max(difference, std::fabs(double(logits.data()[(b * chunk + t) * vocabulary + v]) - reference));
+          }
+        }
+      }
+      first += chunk;
+    }
+    for (int64_t i = 0; i < expected.numel(); ++i) scale = std::max(scale, std::fabs(double(expected.data()[i])));
+    // The largest error over the ranks: non-negative doubles order like their bit patterns.
+    int64_t worst_bits = std::bit_cast<int64_t>(difference / scale);
+    world.all_reduce_max(std::span<int64_t>(&worst_bits, 1));
+    const double worst = std::bit_cast<double>(worst_bits);
+    EXPECT_LE(worst, 1e-4) << "ep " << ep;
+    if (world.rank() == 0) {
+      std::printf("[ measured ] %s, %d ranks, ep %d, decode: %.3g from the PyTorch reference\n", GetParam().c_str(),
+                  world.size(), ep, worst);
+    }
+  }
+}
 
 TEST(ProcessGridUnderMpi, SplitsIntoExpertAndDataParallelGroups) {
   MpiCommunicator world;

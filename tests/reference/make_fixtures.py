@@ -50,7 +50,38 @@ FIXTURES = [
     dict(name="olmoe_bf16_tied", family="olmoe", dtype="BF16", shards=1, tied=True,
          vocab=96, hidden=48, head_dim=None, heads=4, kv_heads=2, ffn=64, experts=4, top_k=2,
          theta=1e6, eps=1e-6, seed=4000),
+    # Qwen2-MoE: shared expert, q/k/v biases, a dense middle layer (mlp_only_layers), plain top-k
+    dict(name="qwen2_moe_f32_sharded", family="qwen2_moe", dtype="F32", shards=2, tied=False,
+         vocab=96, hidden=64, head_dim=None, heads=4, kv_heads=2, ffn=32, experts=6, top_k=2,
+         theta=1e6, eps=1e-6, seed=5000, layers=3, dense_ffn=96, shared_ffn=48, mlp_only=[1],
+         norm_topk=False),
+    dict(name="qwen2_moe_bf16", family="qwen2_moe", dtype="BF16", shards=1, tied=False,
+         vocab=96, hidden=48, head_dim=None, heads=4, kv_heads=2, ffn=32, experts=4, top_k=2,
+         theta=1e6, eps=1e-6, seed=5500, layers=2, dense_ffn=64, shared_ffn=32, mlp_only=[],
+         norm_topk=True),
+    # Qwen3-MoE: per-head QK-norm, explicit head_dim (H * hd != D), renormalised top-k
+    dict(name="qwen3_moe_f32", family="qwen3_moe", dtype="F32", shards=1, tied=False,
+         vocab=96, hidden=48, head_dim=16, heads=4, kv_heads=2, ffn=32, experts=4, top_k=2,
+         theta=1e6, eps=1e-6, seed=6000, layers=2, dense_ffn=64, mlp_only=[], norm_topk=True),
+    dict(name="qwen3_moe_bf16_sharded", family="qwen3_moe", dtype="BF16", shards=3, tied=True,
+         vocab=96, hidden=64, head_dim=16, heads=4, kv_heads=2, ffn=32, experts=6, top_k=2,
+         theta=1e6, eps=1e-6, seed=6500, layers=2, dense_ffn=64, mlp_only=[], norm_topk=False),
+    # gpt-oss: sinks, sliding window 4 of 12 positions on layer 0, biases, YaRN, fused experts
+    dict(name="gpt_oss_f32", family="gpt_oss", dtype="F32", shards=1, tied=False,
+         vocab=96, hidden=64, head_dim=16, heads=4, kv_heads=2, ffn=32, experts=4, top_k=2,
+         theta=150000.0, eps=1e-5, seed=7000, layers=2, window=4),
+    dict(name="gpt_oss_bf16_sharded", family="gpt_oss", dtype="BF16", shards=3, tied=False,
+         vocab=96, hidden=64, head_dim=16, heads=4, kv_heads=2, ffn=32, experts=4, top_k=2,
+         theta=150000.0, eps=1e-5, seed=7500, layers=3, window=5, limit=1.0),
+    # MXFP4 experts (U8 blocks and scales), everything else BF16, as the released checkpoints
+    dict(name="gpt_oss_mxfp4", family="gpt_oss", dtype="BF16", mxfp4=True, shards=2, tied=False,
+         vocab=96, hidden=64, head_dim=16, heads=4, kv_heads=2, ffn=32, experts=4, top_k=2,
+         theta=150000.0, eps=1e-5, seed=8000, layers=2, window=4, limit=1.5),
 ]
+
+CLASS_NAMES = {"mixtral": "MixtralForCausalLM", "olmoe": "OlmoeForCausalLM",
+               "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
+               "gpt_oss": "GptOssForCausalLM"}
 
 TORCH_DTYPE = {"F32": torch.float32, "BF16": torch.bfloat16}
 TORCH_DTYPE_NAME = {"F32": "float32", "BF16": "bfloat16"}
@@ -58,7 +89,7 @@ TORCH_DTYPE_NAME = {"F32": "float32", "BF16": "bfloat16"}
 
 def make_config(spec):
     c = {
-        "architectures": ["MixtralForCausalLM" if spec["family"] == "mixtral" else "OlmoeForCausalLM"],
+        "architectures": [CLASS_NAMES[spec["family"]]],
         "attention_dropout": 0.0,
         "hidden_act": "silu",
         "hidden_size": spec["hidden"],
@@ -68,7 +99,7 @@ def make_config(spec):
         "model_type": spec["family"],
         "num_attention_heads": spec["heads"],
         "num_experts_per_tok": spec["top_k"],
-        "num_hidden_layers": 2,
+        "num_hidden_layers": spec.get("layers", 2),
         "num_key_value_heads": spec["kv_heads"],
         "output_router_logits": False,
         "rms_norm_eps": spec["eps"],
@@ -82,7 +113,32 @@ def make_config(spec):
     }
     if spec["head_dim"] is not None:
         c["head_dim"] = spec["head_dim"]
-    if spec["family"] == "mixtral":
+    family = spec["family"]
+    if family in ("qwen2_moe", "qwen3_moe"):
+        c.update({"moe_intermediate_size": spec["ffn"], "intermediate_size": spec["dense_ffn"],
+                  "num_experts": spec["experts"], "norm_topk_prob": spec["norm_topk"],
+                  "decoder_sparse_step": 1, "mlp_only_layers": spec["mlp_only"],
+                  "use_sliding_window": False, "sliding_window": 4096, "max_window_layers": 28,
+                  "rope_scaling": None, "bos_token_id": 1, "eos_token_id": 2})
+        if family == "qwen2_moe":
+            c.update({"shared_expert_intermediate_size": spec["shared_ffn"], "qkv_bias": True})
+        else:
+            c.update({"attention_bias": False})
+    elif family == "gpt_oss":
+        layers = spec.get("layers", 2)
+        # swiglu_limit below the released 7 where a fixture must exercise the clamps
+        c.update({"num_local_experts": spec["experts"], "attention_bias": True, "swiglu_limit": spec.get("limit", 7.0),
+                  "sliding_window": spec["window"],
+                  "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)],
+                  "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0,
+                                   "original_max_position_embeddings": 4096, "rope_type": "yarn",
+                                   "truncate": False},
+                  "eos_token_id": spec["vocab"] - 1, "pad_token_id": spec["vocab"] - 2})
+        if spec.get("mxfp4"):
+            c["quantization_config"] = {"modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                                                   "model.embed_tokens", "lm_head"],
+                                        "quant_method": "mxfp4"}
+    elif family == "mixtral":
         c.update({"bos_token_id": 1, "eos_token_id": 2, "num_local_experts": spec["experts"],
                   "router_jitter_noise": 0.0, "sliding_window": None})
     else:
@@ -95,9 +151,13 @@ def make_config(spec):
 def init_std(name):
     if name == "model.embed_tokens.weight":
         return 0.3
-    if name.endswith(".gate.weight"):
+    if name.endswith((".gate.weight", "router.weight", "shared_expert_gate.weight")):
         return 0.3                      # router: decisive
-    if name.endswith(("o_proj.weight", "w2.weight", "down_proj.weight")):
+    if name.endswith("sinks"):
+        return 1.0
+    if name.endswith((".bias", "_bias")):
+        return 0.05
+    if name.endswith(("o_proj.weight", "w2.weight", "down_proj.weight", "experts.down_proj")):
         return 0.1
     if name == "lm_head.weight":
         return 0.2
@@ -108,19 +168,48 @@ def is_norm(name):
     return name.endswith(("layernorm.weight", "norm.weight"))
 
 
-def draw_weights(cfg, seed, storage_dtype):
-    """All tensors in HF module order, drawn from one generator, cast to the storage dtype."""
+def quantize_mxfp4(w):
+    """float [..., rows, cols] -> (blocks uint8 [..., rows, cols/32, 16], scales uint8 [..., rows, cols/32]):
+    per block of 32 the power of two that brings the largest magnitude within 6, then the nearest
+    E2M1 value; two codes per byte, the even element in the low nibble."""
+    w = w.to(torch.float64)
+    *lead, cols = w.shape
+    b = w.reshape(*lead, cols // 32, 32)
+    amax = b.abs().amax(dim=-1)
+    exponent = torch.where(amax > 0, torch.ceil(torch.log2(amax / 6.0)), torch.full_like(amax, -127)).clamp(-127, 127)
+    scaled = b / torch.pow(2.0, exponent).unsqueeze(-1)
+    magnitudes = torch.tensor(rm.FP4_VALUES[:8], dtype=torch.float64)
+    code = (scaled.abs().unsqueeze(-1) - magnitudes).abs().argmin(dim=-1)
+    code = code + 8 * ((scaled < 0) & (code > 0)).to(torch.int64)
+    packed = code[..., 0::2] | (code[..., 1::2] << 4)
+    return packed.to(torch.uint8), (exponent + 127).to(torch.uint8)
+
+
+def draw_weights(cfg, seed, storage_dtype, mxfp4=False):
+    """All tensors in HF module order, drawn from one generator, cast to the storage dtype
+    (gpt_oss experts quantised to MXFP4 when asked)."""
     g = torch.Generator().manual_seed(seed)
-    out = {}
+    drawn = {}
     for name, shape in rm.weight_names(cfg):
         r = torch.randn(shape, generator=g, dtype=torch.float32)
         w = 1.0 + 0.1 * r if is_norm(name) else init_std(name) * r
-        out[name] = w.to(storage_dtype)
-    return out
+        drawn[name] = w
+    out = {}
+    for name, shape in rm.weight_names(cfg, mxfp4):
+        if name.endswith("_blocks"):
+            base = name[:-len("_blocks")]
+            blocks, scales = quantize_mxfp4(drawn[base].transpose(1, 2))   # stored [E, out, in]
+            out[name], out[base + "_scales"] = blocks, scales
+        elif not name.endswith("_scales"):
+            out[name] = drawn[name].to(storage_dtype)
+    return {name: out[name] for name, _ in rm.weight_names(cfg, mxfp4)}
 
 
 def model_from(cfg, stored, dtype):
-    return rm.Model(cfg, {n: t.to(dtype) for n, t in stored.items()})
+    weights = {n: t.to(dtype) for n, t in stored.items() if t.dtype != torch.uint8}
+    dequantized = {n[:-len("_blocks")]: rm.dequantize_mxfp4(t, stored[n[:-len("_blocks")] + "_scales"]).transpose(1, 2).to(dtype)
+                   for n, t in stored.items() if n.endswith("_blocks")}
+    return rm.Model(cfg, weights, dequantized)
 
 
 def router_ok(cfg, stored, tokens):
@@ -148,7 +237,7 @@ def build_fixture(spec, out_dir):
     tokens = torch.randint(0, spec["vocab"], (BATCH, SEQ), generator=tg, dtype=torch.int64)
     storage = TORCH_DTYPE[spec["dtype"]]
     for attempt in range(100):
-        stored = draw_weights(cfg, spec["seed"] + attempt, storage)
+        stored = draw_weights(cfg, spec["seed"] + attempt, storage, spec.get("mxfp4", False))
         ok, min_gap = router_ok(cfg, stored, tokens)
         if ok:
             break
@@ -166,7 +255,8 @@ def build_fixture(spec, out_dir):
     # reference outputs from the files as written
     model = rm.load_model(d, torch.float64)
     for n, t in stored.items():
-        assert torch.equal(model.w[n], t.to(torch.float64)), n
+        if t.dtype != torch.uint8:
+            assert torch.equal(model.w[n], t.to(torch.float64)), n
     with torch.no_grad():
         logits, topk = rm.forward(model, tokens)
     np.save(os.path.join(d, "tokens.npy"), tokens.numpy().astype("<i8"))

@@ -27,6 +27,7 @@ _DTYPES = {
     "F32": (torch.float32, 4),
     "F16": (torch.float16, 2),
     "BF16": (torch.bfloat16, 2),
+    "U8": (torch.uint8, 1),          # gpt-oss MXFP4 blocks and scales
 }
 _TAG_OF = {v[0]: k for k, v in _DTYPES.items()}
 
@@ -35,7 +36,7 @@ INDEX_FILE = "model.safetensors.index.json"
 
 
 def _tensor_to_bytes(t):
-    """Raw little-endian bytes of a contiguous CPU tensor of F32/F16/BF16."""
+    """Raw little-endian bytes of a contiguous CPU tensor of F32/F16/BF16/U8."""
     t = t.detach().cpu().contiguous()
     if t.dtype == torch.bfloat16:
         arr = t.view(torch.int16).numpy().astype("<i2", copy=False)
@@ -43,8 +44,10 @@ def _tensor_to_bytes(t):
         arr = t.numpy().astype("<f2", copy=False)
     elif t.dtype == torch.float32:
         arr = t.numpy().astype("<f4", copy=False)
+    elif t.dtype == torch.uint8:
+        arr = t.numpy()
     else:
-        raise TypeError("unsupported dtype %s (F32, F16, BF16 only)" % t.dtype)
+        raise TypeError("unsupported dtype %s (F32, F16, BF16, U8 only)" % t.dtype)
     return arr.tobytes(order="C")
 
 
@@ -56,6 +59,8 @@ def _bytes_to_tensor(buf, tag, shape):
         t = torch.from_numpy(np.frombuffer(buf, dtype="<f2").astype(np.float16))
     elif tag == "F32":
         t = torch.from_numpy(np.frombuffer(buf, dtype="<f4").astype(np.float32))
+    elif tag == "U8":
+        t = torch.from_numpy(np.frombuffer(buf, dtype=np.uint8).copy())
     else:
         raise ValueError("unsupported safetensors dtype %r" % tag)
     return t.reshape(shape)

@@ -24,6 +24,7 @@
 // principle flip when a value lands within the bound of its threshold. For the few thousand
 // decisions of a test that chance is about decisions x bound, well under 1e-2, so tests still compare
 // decisions exactly and say so where they do.
+#include <algorithm>
 #include <cstdint>
 
 #include "src/model/model_config.hpp"
@@ -55,8 +56,10 @@ inline ForwardShape forward_shape(const ModelConfig& config, int64_t positions) 
           .attention_width = config.num_heads * config.head_dim,
           .head_dim = config.head_dim,
           .positions = positions,
-          .intermediate = config.expert_ffn_size,
-          .experts_per_token = config.top_k};
+          // the widest FFN a token passes through (Qwen's shared expert and dense layers may be wider)
+          .intermediate = std::max({config.expert_ffn_size, config.shared_expert_ffn_size, config.dense_ffn_size}),
+          // a shared expert's output is one more term of the combine
+          .experts_per_token = config.top_k + (config.shared_expert_ffn_size > 0 ? 1 : 0)};
 }
 
 // Logits of two forwards whose GEMMs are summed in different orders, relative to the largest

@@ -1,12 +1,16 @@
 // The forward against the independent PyTorch reference (tests/reference/, fixtures made by
-// make_fixtures.py in float64 from the stored weights): both architectures, B = 2, sharded and
-// single-file checkpoints, F32 and BF16 weights.
+// make_fixtures.py in float64 from the stored weights): every architecture (Mixtral, OLMoE,
+// Qwen2-MoE, Qwen3-MoE, gpt-oss), B = 2, sharded and single-file checkpoints, F32, BF16 and MXFP4
+// weights; the whole sequence at once and decoded position by position with a KV cache.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 
+#include <cstdio>
+
 #include "src/io/npy_file.hpp"
+#include "src/model/key_value_cache.hpp"
 #include "src/model/moe_transformer.hpp"
 
 namespace temoe {
@@ -15,6 +19,16 @@ namespace {
 const std::filesystem::path kFixtures = TEMOE_FIXTURE_DIR;
 
 class ReferenceLogits : public ::testing::TestWithParam<std::string> {};
+
+// max |ours - reference| / max |reference|.
+double relative_error(const std::vector<float>& ours, const Tensor& reference) {
+  double max_difference = 0, max_reference = 0;
+  for (int64_t i = 0; i < reference.numel(); ++i) {
+    max_difference = std::max(max_difference, std::fabs(double(ours[static_cast<size_t>(i)]) - reference.data()[i]));
+    max_reference = std::max(max_reference, std::fabs(double(reference.data()[i])));
+  }
+  return max_difference / max_reference;
+}
 
 TEST_P(ReferenceLogits, MatchPyTorchWithin1e4Relative) {
   const auto directory = kFixtures / GetParam();
@@ -39,6 +53,8 @@ TEST_P(ReferenceLogits, MatchPyTorchWithin1e4Relative) {
     max_reference = std::max(max_reference, std::fabs(double(expected.data()[i])));
   }
   EXPECT_LE(max_difference / max_reference, 1e-4) << "max difference " << max_difference;
+  std::printf("[ measured ] %s whole sequence: max relative logit error %.3g\n", GetParam().c_str(),
+              max_difference / max_reference);
 
   // The routing decisions themselves: router_topk.npy is int32 [layers, B, T, k].
   const IntegerArray chosen = read_integer_npy(directory / "router_topk.npy");
@@ -46,6 +62,10 @@ TEST_P(ReferenceLogits, MatchPyTorchWithin1e4Relative) {
   ASSERT_EQ(record.layers.size(), static_cast<size_t>(config.num_layers));
   const size_t per_layer = static_cast<size_t>(tokens.shape[0] * tokens.shape[1] * config.top_k);
   for (size_t layer = 0; layer < record.layers.size(); ++layer) {
+    if (!config.is_moe_layer(static_cast<int64_t>(layer))) {
+      EXPECT_EQ(chosen.values[layer * per_layer], -1) << "the reference marks dense layer " << layer;
+      continue;
+    }
     for (size_t i = 0; i < per_layer; ++i) {
       ASSERT_EQ(record.layers[layer].chosen_experts[i], chosen.values[layer * per_layer + i])
           << "layer " << layer << " slot " << i;
@@ -53,8 +73,48 @@ TEST_P(ReferenceLogits, MatchPyTorchWithin1e4Relative) {
   }
 }
 
+// Position by position with a KV cache (a prefill of 3, then one position per step): the same
+// logits, so the cache honours gpt-oss's sliding window and sinks as the whole forward does.
+TEST_P(ReferenceLogits, DecodeWithKvCacheMatchesPyTorch) {
+  const auto directory = kFixtures / GetParam();
+  const ModelConfig config = ModelConfig::from_file(directory / "config.json");
+  const SafetensorsCheckpoint checkpoint(directory);
+  const ModelWeights weights = load_model_weights(checkpoint, config, {0, config.num_experts});
+  auto backend = make_backend(Device::cpu);
+  LocalExperts experts(*backend, weights);
+  MoeTransformer model(config, weights, *backend, experts);
+  const TokenArray tokens = read_token_npy(directory / "tokens.npy");
+  const Tensor expected = read_float_npy(directory / "logits.npy");
+  const int64_t batch = tokens.shape[0], time = tokens.shape[1], vocabulary = config.vocab_size;
+  KeyValueCache cache(config, batch, time, Device::cpu);
+  std::vector<float> decoded(static_cast<size_t>(batch * time * vocabulary));
+  for (int64_t first = 0; first < time;) {
+    const int64_t chunk = first == 0 ? 3 : 1;
+    std::vector<int32_t> chunk_tokens;
+    for (int64_t b = 0; b < batch; ++b) {
+      chunk_tokens.insert(chunk_tokens.end(), tokens.ids.begin() + b * time + first, tokens.ids.begin() + b * time + first + chunk);
+    }
+    ForwardState state = model.begin(cache, chunk_tokens, chunk);
+    for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+      model.attention(layer, state);
+      model.moe(layer, state, model.moe_input(layer, state));
+    }
+    const Tensor logits = model.finish(state);
+    for (int64_t b = 0; b < batch; ++b) {
+      std::copy_n(logits.data() + b * chunk * vocabulary, chunk * vocabulary, decoded.begin() + (b * time + first) * vocabulary);
+    }
+    first += chunk;
+  }
+  const double error = relative_error(decoded, expected);
+  EXPECT_LE(error, 1e-4);
+  std::printf("[ measured ] %s decode: max relative logit error %.3g\n", GetParam().c_str(), error);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceLogits,
-                         ::testing::Values("mixtral_f32", "mixtral_bf16_sharded", "olmoe_f32_sharded", "olmoe_bf16_tied"));
+                         ::testing::Values("mixtral_f32", "mixtral_bf16_sharded", "olmoe_f32_sharded", "olmoe_bf16_tied",
+                                           "qwen2_moe_f32_sharded", "qwen2_moe_bf16", "qwen3_moe_f32",
+                                           "qwen3_moe_bf16_sharded", "gpt_oss_f32", "gpt_oss_bf16_sharded",
+                                           "gpt_oss_mxfp4"));
 
 }  // namespace
 }  // namespace temoe
