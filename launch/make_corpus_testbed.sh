@@ -19,12 +19,16 @@ binary=${TEMOE_BINARY:-./build/temoe}
 mkdir -p "$work"
 # Why these settings: at d_model 64 the teacher reached 38% next-byte accuracy after 300 steps,
 # at d_model 128 43% (measured on the evaluation split); 2000 steps take it past the 50% the
-# issue asks for. Experts of width 64 keep the model at 3.3M parameters. Load balancing stays at
-# the Switch default (0.01): experts specialise by domain and all are used.
+# issue asks for. Experts of width 64 keep the model at 3.3M parameters. Load balancing 0.001
+# rather than the Switch default 0.01: measured after the full 2000 steps, the weaker term kept
+# the teacher (62.2% vs 62.1%) and every expert in use (utilisation entropy 3.08 of ln 32 = 3.47)
+# while held masks lost less: segment oracle 78% vs 68% retention at k_hat 16, greedy cache 90%
+# vs 85% at 18% vs 27% switching.
 bash launch/mpirun.sh -np 2 "$binary" pretrain --data "$corpus/train.h5" --out "$work/model-f32" --run-dir "$work/run" \
   --pretrain.num_experts=32 --pretrain.top_k=4 --pretrain.num_layers=4 --pretrain.hidden_size=128 \
   --pretrain.expert_ffn_size=64 --pretrain.steps=2000 --pretrain.batch_size=16 --pretrain.sequence_length=256 \
-  --pretrain.warmup_steps=100 --pretrain.log_interval=50 --pretrain.checkpoint_interval=250
+  --pretrain.warmup_steps=100 --pretrain.load_balancing=0.001 --pretrain.log_interval=50 \
+  --pretrain.checkpoint_interval=250
 /usr/bin/python3 launch/model_to_bf16.py "$work/model-f32" "$out"
 {
   echo "# sha256 of the token files the model was trained on (launch/make_corpus.sh writes them);"
