@@ -2,8 +2,8 @@
 # The method's figures on the headline testbed (issue 15's acceptance table), one command:
 #   1. the eta sweep at k_hat 16 (the default operating point, E/2) over 3 seeds;
 #   2. the same at k_hat 8 (E/4);
-#   3. the selection ablation: learned selection (selection_coefficient 1, its own learning rate)
-#      against the router's reload (the default) at the default eta, same seeds;
+#   3. the selection ablation at the default eta, same seeds: the other selection than the
+#      config's (selection_coefficient 1, learned at its own rate, against 0, the router's reload);
 # each with every baseline on the same held-out bytes, printed as tables with spreads and drawn as
 # fronts (runs/method/<part>/front.png).
 #   bash launch/method_check.sh [CONFIG] [SEEDS]       (default configs/corpus-testbed.cfg, "1 2 3")
@@ -24,7 +24,9 @@ TEMOE_SWEEP_DIR=$root/khat16 TEMOE_DEFAULT_ETA=${default_eta:-0.02} TEMOE_SWEEP_
 echo "== k_hat 8: eta sweep (${etas_k8}), seeds ${seeds}"
 TEMOE_SWEEP_DIR=$root/khat8 TEMOE_DEFAULT_ETA=${default_eta:-0.02} TEMOE_SWEEP_OPTIONS="--controller.k_hat=8" \
   bash launch/eta_sweep.sh "$config" "$etas_k8" "$seeds"
-echo "== selection ablation at eta ${default_eta:-0.02}, k_hat 16: learned selection"
-TEMOE_SWEEP_DIR=$root/learned-selection TEMOE_DEFAULT_ETA=${default_eta:-0.02} \
-  TEMOE_SWEEP_OPTIONS="--controller.k_hat=16 --controller.selection_coefficient=1" \
+configured=$(sed -n 's/^selection_coefficient *= *//p' "$config" | head -1)
+other=$([[ ${configured:-1} == 0 ]] && echo 1 || echo 0)
+echo "== selection ablation at eta ${default_eta:-0.02}, k_hat 16: selection_coefficient $other (the config: ${configured:-1})"
+TEMOE_SWEEP_DIR=$root/selection-$other TEMOE_DEFAULT_ETA=${default_eta:-0.02} \
+  TEMOE_SWEEP_OPTIONS="--controller.k_hat=16 --controller.selection_coefficient=$other" \
   bash launch/eta_sweep.sh "$config" "${default_eta:-0.02}" "$seeds"
