@@ -88,6 +88,10 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
   }
 
   parameters_.zero_gradients();
+  // The learner's statistics step (PopArt) rescales Q's output layer before the gradients are
+  // known; a step that turns out non-finite must leave every value as it was, so keep them.
+  std::vector<Tensor> values_before;
+  for (const Parameter& parameter : parameters_.parameters()) values_before.push_back(parameter.value.clone());
   OptionCriticLearner learner(controllers_, world_, locality);
   StepMetrics metrics;
   metrics.step = step;
@@ -119,6 +123,10 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
   gradients.pop_back();
   if (metrics.skipped_nonfinite) {
     parameters_.zero_gradients();
+    for (size_t i = 0; i < values_before.size(); ++i) {
+      Tensor& value = parameters_.parameters()[i].value;
+      std::copy(values_before[i].data(), values_before[i].data() + value.numel(), value.data());
+    }
     metrics.gradient_norm = std::numeric_limits<double>::quiet_NaN();
   } else {
     parameters_.unflatten_gradients(gradients);
