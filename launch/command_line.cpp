@@ -56,7 +56,7 @@ po::options_description configuration_keys() {
       ("controller.value_coefficient", po::value<double>()->default_value(0.01), "weight of the Q (option-value) loss")
       ("controller.value_statistics_rate", po::value<double>()->default_value(0.1),
        "rate at which Q's target mean and scale (PopArt) follow each batch's targets, in [0, 1] (0: raw returns)")
-      ("controller.selection_coefficient", po::value<double>()->default_value(1.0),
+      ("controller.selection_coefficient", po::value<double>()->default_value(0.0),
        "weight of the selection loss (0: not learned; every reload, in training too, loads the router's greedy top-k_hat)")
       ("controller.selection_learning_rate", po::value<double>()->default_value(3e-4),
        "AdamW learning rate of the selection delta on the router's logits (the other controller parameters: "

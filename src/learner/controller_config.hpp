@@ -23,7 +23,7 @@ struct ControllerConfig {
   // Weight of the selection loss; 0: the selection is not learned and every reload, in training as
   // in evaluation, loads the greedy top-k_hat of the router's logits. Under Adam its size beyond
   // 0 matters little (the selection delta has no other loss); selection_learning_rate sets its pace.
-  double selection_coefficient = 1.0;
+  double selection_coefficient = 0.0;  // the router's reload won the ablation of issue 15
   double selection_learning_rate = 3e-4;  // AdamW rate of the selection delta (the rest: train.learning_rate)
   // Communication-aware option (a running cost beside the one-off eta): per token and layer, this
   // times the number of ranks other than the token's own that own experts of the held mask is

@@ -95,7 +95,9 @@ TEST(SelectionLocality, TheLearnerScoresSelectionsWithTheBiasedLogits) {
   // bias entries) no gradient; scored without the bias, the same tuples are unlikely and push them.
   LocalitySetup setup;
   ParameterSet parameters;
-  auto controllers = make_controllers(parameters, setup.built->config, setup.config(30.0), 1);
+  ControllerConfig learned = setup.config(30.0);
+  learned.selection_coefficient = 1;  // selections drawn and scored (the default reloads greedily)
+  auto controllers = make_controllers(parameters, setup.built->config, learned, 1);
   const SelectionLocality locality{setup.owners, 1};
   ControllerPolicy policy(controllers, true, 3, locality);
   const Rollout teacher = run_rollout(*setup.built->model, setup.tokens, setup.batch, setup.time, nullptr, setup.ids, 0);
