@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <memory>
 
 #include <cstdio>
 
@@ -30,31 +31,41 @@ double relative_error(const std::vector<float>& ours, const Tensor& reference) {
   return max_difference / max_reference;
 }
 
+// A fixture's model on one rank, its tokens and the reference logits.
+struct FixtureModel {
+  ModelConfig config;
+  SafetensorsCheckpoint checkpoint;
+  ModelWeights weights;
+  std::unique_ptr<Backend> backend = make_backend(Device::cpu);
+  LocalExperts experts;
+  MoeTransformer model;
+  TokenArray tokens;
+  Tensor expected;
+
+  explicit FixtureModel(const std::filesystem::path& directory)
+      : config(ModelConfig::from_file(directory / "config.json")),
+        checkpoint(directory),
+        weights(load_model_weights(checkpoint, config, {0, config.num_experts})),
+        experts(*backend, weights),
+        model(config, weights, *backend, experts),
+        tokens(read_token_npy(directory / "tokens.npy")),
+        expected(read_float_npy(directory / "logits.npy")) {}
+};
+
 TEST_P(ReferenceLogits, MatchPyTorchWithin1e4Relative) {
   const auto directory = kFixtures / GetParam();
-  const ModelConfig config = ModelConfig::from_file(directory / "config.json");
-  const SafetensorsCheckpoint checkpoint(directory);
-  const ModelWeights weights = load_model_weights(checkpoint, config, {0, config.num_experts});
-  auto backend = make_backend(Device::cpu);
-  LocalExperts experts(*backend, weights);
-  MoeTransformer model(config, weights, *backend, experts);
-
-  const TokenArray tokens = read_token_npy(directory / "tokens.npy");
-  const Tensor expected = read_float_npy(directory / "logits.npy");
+  FixtureModel fixture(directory);
+  const ModelConfig& config = fixture.config;
+  const TokenArray& tokens = fixture.tokens;
   ASSERT_GT(tokens.shape[0], 1) << "the fixture must cover B > 1";
   ForwardRecord record;
-  const Tensor logits = model.forward(tokens.ids, tokens.shape[0], tokens.shape[1], &record);
-  ASSERT_EQ(logits.shape(), expected.shape());
+  const Tensor logits = fixture.model.forward(tokens.ids, tokens.shape[0], tokens.shape[1], &record);
+  ASSERT_EQ(logits.shape(), fixture.expected.shape());
 
   // Relative to the logits' scale: max |ours - reference| / max |reference| <= 1e-4.
-  double max_difference = 0, max_reference = 0;
-  for (int64_t i = 0; i < logits.numel(); ++i) {
-    max_difference = std::max(max_difference, std::fabs(double(logits.data()[i]) - expected.data()[i]));
-    max_reference = std::max(max_reference, std::fabs(double(expected.data()[i])));
-  }
-  EXPECT_LE(max_difference / max_reference, 1e-4) << "max difference " << max_difference;
-  std::printf("[ measured ] %s whole sequence: max relative logit error %.3g\n", GetParam().c_str(),
-              max_difference / max_reference);
+  const double error = relative_error(logits.to_vector(), fixture.expected);
+  EXPECT_LE(error, 1e-4);
+  std::printf("[ measured ] %s whole sequence: max relative logit error %.3g\n", GetParam().c_str(), error);
 
   // The routing decisions themselves: router_topk.npy is int32 [layers, B, T, k].
   const IntegerArray chosen = read_integer_npy(directory / "router_topk.npy");
@@ -76,15 +87,11 @@ TEST_P(ReferenceLogits, MatchPyTorchWithin1e4Relative) {
 // Position by position with a KV cache (a prefill of 3, then one position per step): the same
 // logits, so the cache honours gpt-oss's sliding window and sinks as the whole forward does.
 TEST_P(ReferenceLogits, DecodeWithKvCacheMatchesPyTorch) {
-  const auto directory = kFixtures / GetParam();
-  const ModelConfig config = ModelConfig::from_file(directory / "config.json");
-  const SafetensorsCheckpoint checkpoint(directory);
-  const ModelWeights weights = load_model_weights(checkpoint, config, {0, config.num_experts});
-  auto backend = make_backend(Device::cpu);
-  LocalExperts experts(*backend, weights);
-  MoeTransformer model(config, weights, *backend, experts);
-  const TokenArray tokens = read_token_npy(directory / "tokens.npy");
-  const Tensor expected = read_float_npy(directory / "logits.npy");
+  FixtureModel fixture(kFixtures / GetParam());
+  const ModelConfig& config = fixture.config;
+  MoeTransformer& model = fixture.model;
+  const TokenArray& tokens = fixture.tokens;
+  const Tensor& expected = fixture.expected;
   const int64_t batch = tokens.shape[0], time = tokens.shape[1], vocabulary = config.vocab_size;
   KeyValueCache cache(config, batch, time, Device::cpu);
   std::vector<float> decoded(static_cast<size_t>(batch * time * vocabulary));
