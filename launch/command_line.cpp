@@ -54,7 +54,7 @@ po::options_description configuration_keys() {
       ("controller.gamma", po::value<double>()->default_value(0.95), "discount")
       ("controller.lambda", po::value<double>()->default_value(0.95), "GAE lambda")
       ("controller.value_coefficient", po::value<double>()->default_value(0.01), "weight of the Q (option-value) loss")
-      ("controller.value_statistics_rate", po::value<double>()->default_value(0.1),
+      ("controller.value_statistics_rate", po::value<double>()->default_value(0.0),
        "rate at which Q's target mean and scale (PopArt) follow each batch's targets, in [0, 1] (0: raw returns)")
       ("controller.selection_coefficient", po::value<double>()->default_value(0.0),
        "weight of the selection loss (0: not learned; every reload, in training too, loads the router's greedy top-k_hat)")

@@ -29,6 +29,7 @@ ControllerConfig small_controller() {
   config.eta = 0.05;
   config.value_coefficient = 0.7;  // not 1, so that a missing coefficient shows
   config.selection_coefficient = 1.3;
+  config.value_statistics_rate = 0.1;  // the statistics step is tested too
   return config;
 }
 
