@@ -11,9 +11,9 @@
 #include "parallel/process_grid.hpp"
 #include "src/io/npy_file.hpp"
 #include "src/model/expert_parallel_experts.hpp"
-#include "src/model/key_value_cache.hpp"
 #include "src/model/moe_transformer.hpp"
 #include "tests/mpi/mpi_test_support.hpp"
+#include "tests/support/chunked_decode.hpp"
 #include "tests/support/numeric_bounds.hpp"
 
 namespace temoe {
@@ -125,29 +125,12 @@ TEST_P(DistributedForward, DecodeWithKvCacheMatchesTheReferenceForEveryEpSize) {
     MoeTransformer model(config, weights, *backend, experts);
     const int64_t first_sequence = batch * world.rank() / world.size();
     const int64_t mine = batch * (world.rank() + 1) / world.size() - first_sequence;
-    KeyValueCache cache(config, mine, time, Device::cpu);
+    const std::vector<float> decoded = testing::decode_with_cache(
+        model, config, std::span<const int32_t>(tokens.ids).subspan(static_cast<size_t>(first_sequence * time)), mine, time);
     double difference = 0, scale = 0;
-    for (int64_t first = 0; first < time;) {
-      const int64_t chunk = first == 0 ? 3 : 1;
-      std::vector<int32_t> chunk_tokens;
-      for (int64_t b = first_sequence; b < first_sequence + mine; ++b) {
-        chunk_tokens.insert(chunk_tokens.end(), tokens.ids.begin() + b * time + first, tokens.ids.begin() + b * time + first + chunk);
-      }
-      ForwardState state = model.begin(cache, chunk_tokens, chunk);
-      for (int64_t layer = 0; layer < config.num_layers; ++layer) {
-        model.attention(layer, state);
-        model.moe(layer, state, model.moe_input(layer, state));
-      }
-      const Tensor logits = model.finish(state);
-      for (int64_t b = 0; b < mine; ++b) {
-        for (int64_t t = 0; t < chunk; ++t) {
-          for (int64_t v = 0; v < vocabulary; ++v) {
-            const double reference = expected.data()[((first_sequence + b) * time + first + t) * vocabulary + v];
-            difference = std::max(difference, std::fabs(double(logits.data()[(b * chunk + t) * vocabulary + v]) - reference));
-          }
-        }
-      }
-      first += chunk;
+    for (size_t i = 0; i < decoded.size(); ++i) {
+      const double reference = expected.data()[first_sequence * time * vocabulary + static_cast<int64_t>(i)];
+      difference = std::max(difference, std::fabs(double(decoded[i]) - reference));
     }
     for (int64_t i = 0; i < expected.numel(); ++i) scale = std::max(scale, std::fabs(double(expected.data()[i])));
     // The largest error over the ranks: non-negative doubles order like their bit patterns.

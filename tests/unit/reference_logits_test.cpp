@@ -13,6 +13,7 @@
 #include "src/io/npy_file.hpp"
 #include "src/model/key_value_cache.hpp"
 #include "src/model/moe_transformer.hpp"
+#include "tests/support/chunked_decode.hpp"
 
 namespace temoe {
 namespace {
@@ -92,26 +93,8 @@ TEST_P(ReferenceLogits, DecodeWithKvCacheMatchesPyTorch) {
   MoeTransformer& model = fixture.model;
   const TokenArray& tokens = fixture.tokens;
   const Tensor& expected = fixture.expected;
-  const int64_t batch = tokens.shape[0], time = tokens.shape[1], vocabulary = config.vocab_size;
-  KeyValueCache cache(config, batch, time, Device::cpu);
-  std::vector<float> decoded(static_cast<size_t>(batch * time * vocabulary));
-  for (int64_t first = 0; first < time;) {
-    const int64_t chunk = first == 0 ? 3 : 1;
-    std::vector<int32_t> chunk_tokens;
-    for (int64_t b = 0; b < batch; ++b) {
-      chunk_tokens.insert(chunk_tokens.end(), tokens.ids.begin() + b * time + first, tokens.ids.begin() + b * time + first + chunk);
-    }
-    ForwardState state = model.begin(cache, chunk_tokens, chunk);
-    for (int64_t layer = 0; layer < config.num_layers; ++layer) {
-      model.attention(layer, state);
-      model.moe(layer, state, model.moe_input(layer, state));
-    }
-    const Tensor logits = model.finish(state);
-    for (int64_t b = 0; b < batch; ++b) {
-      std::copy_n(logits.data() + b * chunk * vocabulary, chunk * vocabulary, decoded.begin() + (b * time + first) * vocabulary);
-    }
-    first += chunk;
-  }
+  const std::vector<float> decoded =
+      testing::decode_with_cache(model, config, tokens.ids, tokens.shape[0], tokens.shape[1]);
   const double error = relative_error(decoded, expected);
   EXPECT_LE(error, 1e-4);
   std::printf("[ measured ] %s decode: max relative logit error %.3g\n", GetParam().c_str(), error);
