@@ -91,7 +91,9 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
   // The learner's statistics step (PopArt) rescales Q's output layer before the gradients are
   // known; a step that turns out non-finite must leave every value as it was, so keep them.
   std::vector<Tensor> values_before;
-  for (const Parameter& parameter : parameters_.parameters()) values_before.push_back(parameter.value.clone());
+  if (config_.controller.value_statistics_rate != 0) {
+    for (const Parameter& parameter : parameters_.parameters()) values_before.push_back(parameter.value.clone());
+  }
   OptionCriticLearner learner(controllers_, world_, locality);
   StepMetrics metrics;
   metrics.step = step;
