@@ -88,6 +88,8 @@ nlohmann::json pretraining_settings(const PretrainingOptions& options) {
           {"beta2", options.beta2},
           {"grad_clip", options.gradient_clip},
           {"load_balancing", options.load_balancing},
+          {"routing_locality", options.routing_locality},
+          {"locality_window", options.locality_window},
           {"seed", options.seed}};
 }
 
@@ -238,6 +240,7 @@ int run_pretrain(const Arguments& arguments) {
                            {"loss", report.losses.total},
                            {"cross_entropy", report.losses.cross_entropy},
                            {"load_balancing", report.losses.load_balancing},
+                           {"routing_locality", report.losses.routing_locality},
                            {"learning_rate", report.learning_rate},
                            {"gradient_norm", report.gradient_norm},
                            {"skipped", report.skipped},
@@ -253,6 +256,7 @@ int run_pretrain(const Arguments& arguments) {
       load.push_back(busiest * static_cast<double>(config.num_experts));
     }
     line["max_expert_load"] = load;
+    if (!report.losses.window_entropy.empty()) line["window_entropy"] = report.losses.window_entropy;
     metrics << line.dump() << "\n";
     metrics.flush();
     if (stopped) {
@@ -266,10 +270,18 @@ int run_pretrain(const Arguments& arguments) {
     const double interval_seconds = std::chrono::duration<double>(now - interval_start).count();
     const double per_step = interval_seconds / static_cast<double>(interval_steps);
     last_interval_loss = interval_loss / static_cast<double>(interval_steps);
-    std::printf("step %5lld/%lld  loss %.4f (last step: ce %.4f, balance %.4f)  lr %.2e  |g| %.3f  %.0f tokens/s  %.0f ms/step  "
+    char locality[64] = "";
+    if (training.routing_locality > 0) {
+      double window_entropy = 0.0;
+      for (const double layer_entropy : report.losses.window_entropy) window_entropy += layer_entropy;
+      std::snprintf(locality, sizeof(locality), ", locality %.4f (window entropy %.3f)", report.losses.routing_locality,
+                    window_entropy / static_cast<double>(std::max<size_t>(report.losses.window_entropy.size(), 1)));
+    }
+    std::printf("step %5lld/%lld  loss %.4f (last step: ce %.4f, balance %.4f%s)  lr %.2e  |g| %.3f  %.0f tokens/s  %.0f ms/step  "
                 "ETA %s%s\n",
                 static_cast<long long>(report.step), static_cast<long long>(training.steps), last_interval_loss,
-                report.losses.cross_entropy, report.losses.load_balancing, report.learning_rate, report.gradient_norm,
+                report.losses.cross_entropy, report.losses.load_balancing, locality, report.learning_rate,
+                report.gradient_norm,
                 static_cast<double>(tokens_per_step) / per_step, 1000.0 * per_step,
                 duration_text(per_step * static_cast<double>(training.steps - report.step)).c_str(),
                 report.skipped ? "  (non-finite gradient: step skipped)" : "");

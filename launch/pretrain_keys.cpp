@@ -29,6 +29,11 @@ po::options_description pretrain_configuration_keys() {
        "clip the global gradient L2 norm to this (0: no clipping)")
       ("pretrain.load_balancing", po::value<double>()->default_value(defaults.load_balancing, "0.01"),
        "coefficient of the Switch load-balancing loss (coefficient * E * sum_i f_i P_i, averaged over layers)")
+      ("pretrain.routing_locality", po::value<double>()->default_value(defaults.routing_locality, "0"),
+       "coefficient of the routing-locality loss: the entropy of each window's mean routing, averaged over "
+       "windows and layers (0: off)")
+      ("pretrain.locality_window", po::value<int64_t>()->default_value(defaults.locality_window),
+       "tokens per window of the routing-locality loss (divides pretrain.sequence_length)")
       ("pretrain.seed", po::value<uint64_t>()->default_value(defaults.seed),
        "seed of the initial weights and of the data order")
       ("pretrain.init_std", po::value<double>()->default_value(0.02, "0.02"),
@@ -66,6 +71,8 @@ PretrainingOptions pretraining_options(const po::variables_map& values) {
   options.beta2 = values["pretrain.beta2"].as<double>();
   options.gradient_clip = values["pretrain.grad_clip"].as<double>();
   options.load_balancing = values["pretrain.load_balancing"].as<double>();
+  options.routing_locality = values["pretrain.routing_locality"].as<double>();
+  options.locality_window = values["pretrain.locality_window"].as<int64_t>();
   options.seed = values["pretrain.seed"].as<uint64_t>();
   return options;
 }

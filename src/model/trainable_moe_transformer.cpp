@@ -120,9 +120,12 @@ void TrainableMoeTransformer::backward(const ActivationTape& tape, const Tensor&
               "backward: " << router_probability_grads.size() << " router gradient vectors for " << config_.num_layers
                            << " layers");
   for (const auto& per_layer : router_probability_grads) {
-    TEMOE_CHECK(static_cast<int64_t>(per_layer.size()) == config_.num_experts,
+    TEMOE_CHECK(static_cast<int64_t>(per_layer.size()) == config_.num_experts ||
+                    static_cast<int64_t>(per_layer.size()) == count * config_.num_experts,
                 "backward: a router gradient vector has " << per_layer.size() << " entries for " << config_.num_experts
-                                                          << " experts");
+                                                          << " experts and " << count << " tokens (expected "
+                                                          << config_.num_experts << " or " << count * config_.num_experts
+                                                          << ")");
   }
   const Device device = backend_.device();
   const Tensor upstream = grad_logits.reshaped({count, vocab});
@@ -164,7 +167,8 @@ void TrainableMoeTransformer::moe_backward(int64_t layer, const MoeTape& tape, s
 
   // Gate weights -> router probabilities. The top-k choice is piecewise constant, so only the
   // chosen probabilities receive the gates' gradient; Mixtral's g_s = p_s / Z adds
-  // dp_j = (dg_j - sum_s g_s dg_s) / Z. The load-balancing term adds its per-expert constant.
+  // dp_j = (dg_j - sum_s g_s dg_s) / Z. The load-balancing term adds its per-expert constant, the routing-locality
+  // term a gradient per token.
   TEMOE_CHECK(device == Device::cpu, "router backward runs on the host");
   Tensor grad_probabilities({count, experts}, device);
   float* grad_p = grad_probabilities.data();
@@ -173,7 +177,11 @@ void TrainableMoeTransformer::moe_backward(int64_t layer, const MoeTape& tape, s
   const float* grad_g = grad_gates.data();
   for (int64_t token = 0; token < count; ++token) {
     float* row = grad_p + token * experts;
-    for (int64_t e = 0; e < experts; ++e) row[e] = probability_grad.empty() ? 0.0f : probability_grad[static_cast<size_t>(e)];
+    // The gradient given for the probabilities: one [E] row for every token, or one row per token.
+    const int64_t given = probability_grad.size() == static_cast<size_t>(experts) ? 0 : token * experts;
+    for (int64_t e = 0; e < experts; ++e) {
+      row[e] = probability_grad.empty() ? 0.0f : probability_grad[static_cast<size_t>(given + e)];
+    }
     const int32_t* chosen = tape.chosen.data() + token * top_k;
     if (config_.normalize_top_k) {
       float total = 0.0f;  // Z as the forward summed it

@@ -30,8 +30,9 @@ class TrainableMoeTransformer {
 
   // Adds the gradient of a loss L to the weights' gradients, from
   //   grad_logits: [B, T, V] (or [B * T, V]), dL/dlogits;
-  //   router_probability_grads: empty, or one [E] vector per layer: dL/dp[t, i] for every token t
-  //   (the form the load-balancing loss's gradient takes, with f_i held constant).
+  //   router_probability_grads: empty, or one vector per layer: [E], dL/dp[t, i] for every token t
+  //   (the form the load-balancing loss's gradient takes, with f_i held constant), or [B * T, E],
+  //   one row per token (the routing-locality loss's).
   // Under expert parallelism every rank of the group must call it (it joins the reverse exchange).
   void backward(const ActivationTape& tape, const Tensor& grad_logits,
                 std::span<const std::vector<float>> router_probability_grads = {});

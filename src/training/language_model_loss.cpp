@@ -1,5 +1,8 @@
 #include "src/training/language_model_loss.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include "src/core/error.hpp"
 
 namespace temoe {
@@ -62,6 +65,47 @@ LoadBalancingLoss load_balancing_loss(std::span<const double> global_routed, con
       loss.value += scale * fraction * local.probability_sums[index] / static_cast<double>(global_tokens);
       loss.probability_grads[static_cast<size_t>(layer)][static_cast<size_t>(e)] =
           static_cast<float>(scale * fraction / static_cast<double>(global_tokens));
+    }
+  }
+  return loss;
+}
+
+RoutingLocalityLoss routing_locality_loss(const ActivationTape& tape, int64_t window, int64_t global_windows,
+                                          double coefficient) {
+  const int64_t layers = static_cast<int64_t>(tape.layers.size()), batch = tape.batch, time = tape.time;
+  TEMOE_CHECK(window >= 1 && time % window == 0,
+              "routing_locality_loss: window " << window << " does not divide the sequence length " << time);
+  TEMOE_CHECK(global_windows > 0, "routing_locality_loss: " << global_windows << " global windows");
+  RoutingLocalityLoss loss;
+  loss.probability_grads.resize(static_cast<size_t>(layers));
+  loss.window_entropy.assign(static_cast<size_t>(layers), 0.0);
+  const double scale = layers > 0 ? coefficient / static_cast<double>(layers * global_windows) : 0.0;
+  const int64_t local_windows = batch * (time / window);
+  for (int64_t layer = 0; layer < layers; ++layer) {
+    const Tensor& probabilities = tape.layers[static_cast<size_t>(layer)].moe.probabilities;
+    TEMOE_CHECK(probabilities.rank() == 2 && probabilities.dim(0) == batch * time,
+                "routing_locality_loss: layer " << layer << " probabilities " << shape_string(probabilities.shape())
+                                                << " for " << batch << " x " << time << " tokens");
+    const int64_t experts = probabilities.dim(1);
+    const float* p = probabilities.data();
+    std::vector<float>& grads = loss.probability_grads[static_cast<size_t>(layer)];
+    grads.assign(static_cast<size_t>(batch * time * experts), 0.0f);
+    std::vector<double> mean(static_cast<size_t>(experts));
+    for (int64_t first = 0; first < batch * time; first += window) {
+      std::fill(mean.begin(), mean.end(), 0.0);
+      for (int64_t t = first; t < first + window; ++t) {
+        for (int64_t e = 0; e < experts; ++e) mean[static_cast<size_t>(e)] += p[t * experts + e];
+      }
+      double entropy = 0.0;
+      for (int64_t e = 0; e < experts; ++e) {
+        // A softmax in fp32 can underflow to 0; 0 log 0 = 0, and the floor keeps log finite.
+        const double q = std::max(mean[static_cast<size_t>(e)] / static_cast<double>(window), 1e-30);
+        entropy -= q * std::log(q);
+        const auto grad = static_cast<float>(-scale * (std::log(q) + 1.0) / static_cast<double>(window));
+        for (int64_t t = first; t < first + window; ++t) grads[static_cast<size_t>(t * experts + e)] = grad;
+      }
+      loss.value += scale * entropy;
+      loss.window_entropy[static_cast<size_t>(layer)] += entropy / static_cast<double>(local_windows);
     }
   }
   return loss;

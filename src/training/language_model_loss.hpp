@@ -45,4 +45,26 @@ struct LoadBalancingLoss {
 LoadBalancingLoss load_balancing_loss(std::span<const double> global_routed, const RouterStatistics& local,
                                       int64_t global_tokens, int64_t top_k, double coefficient);
 
+// Routing locality: how many experts a short window of consecutive tokens uses between them. For
+// each layer l and each window w of `window` consecutive tokens of one sequence, q_w is the mean
+// router distribution over the window and exp(H(q_w)) the number of experts it effectively
+// needs; the term is
+//   L_loc = coefficient / L * sum_{l, w} H(q_{l,w}) / W_global,   H(q) = -sum_i q_i log q_i,
+// W_global the windows of the global batch. H of the mean is at least the mean of the tokens'
+// entropies, so the term rewards routers that are both confident and consistent from token to
+// token: what a held expert set needs. It is off by default; the corpus testbed's recipe uses it
+// to give a 3M-parameter byte model the local routing consistency that large models develop on
+// their own (the experts of OLMoE and Mixtral specialise by domain; this one's specialised by byte).
+struct RoutingLocalityLoss {
+  double value = 0;  // this rank's share: the shares of all ranks sum to L_loc
+  // Per layer [N * E], token-major: dL_loc/dp_{t,i} = -coefficient (log q_{w(t),i} + 1) / (L W_global window).
+  std::vector<std::vector<float>> probability_grads;
+  std::vector<double> window_entropy;  // [L] mean H(q_w) over this rank's windows (nats)
+};
+
+// The tape's rows are [batch, time] token-major; `window` must divide time. `global_windows`:
+// windows of the whole global batch (the mean's denominator).
+RoutingLocalityLoss routing_locality_loss(const ActivationTape& tape, int64_t window, int64_t global_windows,
+                                          double coefficient);
+
 }  // namespace temoe

@@ -57,6 +57,9 @@ void PretrainingOptions::validate(int world_size) const {
   require(beta2 >= 0 && beta2 < 1, "beta2", beta2, "in [0, 1)");
   require(gradient_clip >= 0, "grad_clip", gradient_clip, "0 (off) or a positive norm");
   require(load_balancing >= 0, "load_balancing", load_balancing, "0 or more");
+  require(routing_locality >= 0, "routing_locality", routing_locality, "0 (off) or more");
+  require(routing_locality == 0 || (locality_window >= 1 && sequence_length % locality_window == 0), "locality_window",
+          locality_window, ("a divisor of pretrain.sequence_length = " + std::to_string(sequence_length)).c_str());
 }
 
 Pretrainer::Pretrainer(TrainingModel& model, const TrainingCommunicators& communicators,
@@ -210,7 +213,9 @@ StepReport Pretrainer::step() {
   StepReport report;
   report.losses = compute_gradients(model_, communicators_, batch.tokens, batch.targets, batch.batch, batch.time,
                                     options_.batch_size * options_.sequence_length,
-                                    {.load_balancing_coefficient = options_.load_balancing});
+                                    {.load_balancing_coefficient = options_.load_balancing,
+                                     .routing_locality_coefficient = options_.routing_locality,
+                                     .locality_window = options_.locality_window});
   report.gradient_norm = options_.gradient_clip > 0
                              ? clip_global_gradient_norm(model_.parameters, communicators_, options_.gradient_clip)
                              : global_gradient_norm(model_.parameters, communicators_);

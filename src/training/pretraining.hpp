@@ -30,6 +30,8 @@ struct PretrainingOptions {
   double epsilon = 1e-8;
   double gradient_clip = 1.0;      // max global L2 norm; 0 disables clipping
   double load_balancing = 0.01;    // coefficient of the Switch load-balancing loss
+  double routing_locality = 0;     // coefficient of the routing-locality loss (language_model_loss.hpp); 0: off
+  int64_t locality_window = 64;    // tokens per window of that loss; divides sequence_length
   uint64_t seed = 1;               // data order (the batch sampler's seed)
 
   // Throws naming the pretrain.<key> that is out of range.

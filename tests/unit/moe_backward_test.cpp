@@ -21,6 +21,7 @@
 #include "src/model/safetensors_checkpoint.hpp"
 #include "src/training/language_model_loss.hpp"
 #include "src/training/training_step.hpp"
+#include "tests/support/random_batch.hpp"
 
 namespace temoe {
 namespace {
@@ -123,8 +124,9 @@ struct Evaluation {
   std::vector<std::vector<int32_t>> chosen;  // per layer
 };
 
-// The loss the gradient is of (cross-entropy + load balancing, f held at its routing), in double.
-Evaluation evaluate(TrainingModel& model, const Batch& batch, double coefficient) {
+// The loss the gradient is of (cross-entropy + load balancing, f held at its routing, + routing
+// locality when on), in double.
+Evaluation evaluate(TrainingModel& model, const Batch& batch, const LossOptions& options) {
   ActivationTape tape;
   const Tensor logits = model.transformer->forward(batch.inputs, batch.batch, batch.time, tape);
   Tensor scratch(logits.shape());
@@ -132,7 +134,14 @@ Evaluation evaluate(TrainingModel& model, const Batch& batch, double coefficient
   Evaluation evaluation;
   evaluation.loss = next_token_cross_entropy(*model.backend, logits, batch.targets, tokens, scratch) / double(tokens);
   const RouterStatistics statistics = router_statistics(tape, model.config.num_experts, model.config.top_k);
-  evaluation.loss += load_balancing_loss(statistics.routed, statistics, tokens, model.config.top_k, coefficient).value;
+  evaluation.loss += load_balancing_loss(statistics.routed, statistics, tokens, model.config.top_k,
+                                        options.load_balancing_coefficient)
+                         .value;
+  if (options.routing_locality_coefficient != 0.0) {
+    evaluation.loss += routing_locality_loss(tape, options.locality_window, tokens / options.locality_window,
+                                             options.routing_locality_coefficient)
+                           .value;
+  }
   for (const auto& layer : tape.layers) evaluation.chosen.push_back(layer.moe.chosen);
   return evaluation;
 }
@@ -145,7 +154,7 @@ struct FiniteDifferenceResult {
 // (L(w + h u) - L(w - h u)) against sum_i g_i (w+_i - w-_i), with w+- rounded to float as stored.
 FiniteDifferenceResult directional_check(TrainingModel& model, Parameter& parameter, const std::vector<float>& gradient,
                                          const std::vector<double>& direction, double h, const Batch& batch,
-                                         double coefficient, const Evaluation& base) {
+                                         const LossOptions& options, const Evaluation& base) {
   float* values = parameter.value.data();
   const std::vector<float> original(values, values + parameter.value.numel());
   FiniteDifferenceResult result;
@@ -155,7 +164,7 @@ FiniteDifferenceResult directional_check(TrainingModel& model, Parameter& parame
     const double sign = side == 0 ? 1.0 : -1.0;
     for (size_t i = 0; i < original.size(); ++i) values[i] = static_cast<float>(original[i] + sign * h * direction[i]);
     perturbed[side].assign(values, values + original.size());
-    const Evaluation evaluation = evaluate(model, batch, coefficient);
+    const Evaluation evaluation = evaluate(model, batch, options);
     loss[side] = evaluation.loss;
     result.routing_changed = result.routing_changed || evaluation.chosen != base.chosen;
   }
@@ -171,10 +180,11 @@ FiniteDifferenceResult directional_check(TrainingModel& model, Parameter& parame
 // length) and single elements at the largest |g| (checks individual entries). Central differences
 // of an fp32 forward: the loss's rounding noise is ~1e-7, so steps are chosen so the changes are
 // ~1e-3 or more, and the tolerances are relative.
-void check_model_by_finite_differences(TrainingModel& model, const Batch& batch, double coefficient, double tolerance) {
-  const StepLosses losses = compute_gradients(model, {}, batch.inputs, batch.targets, batch.batch, batch.time,
-                                              batch.batch * batch.time, {.load_balancing_coefficient = coefficient});
-  const Evaluation base = evaluate(model, batch, coefficient);
+void check_model_by_finite_differences(TrainingModel& model, const Batch& batch, const LossOptions& options,
+                                       double tolerance) {
+  const StepLosses losses =
+      compute_gradients(model, {}, batch.inputs, batch.targets, batch.batch, batch.time, batch.batch * batch.time, options);
+  const Evaluation base = evaluate(model, batch, options);
   EXPECT_NEAR(base.loss, losses.total, 1e-12 + 1e-9 * losses.total);
   double worst = 0.0;
   std::string worst_what;
@@ -191,7 +201,7 @@ void check_model_by_finite_differences(TrainingModel& model, const Batch& batch,
     std::vector<std::pair<std::string, FiniteDifferenceResult>> checks;
     const double h = std::clamp(2e-3 / norm, 1e-4, 3e-2);
     checks.emplace_back("along the gradient",
-                        directional_check(model, parameter, gradient, direction, h, batch, coefficient, base));
+                        directional_check(model, parameter, gradient, direction, h, batch, options, base));
     // The two largest elements.
     std::vector<size_t> order(gradient.size());
     std::iota(order.begin(), order.end(), 0);
@@ -202,7 +212,7 @@ void check_model_by_finite_differences(TrainingModel& model, const Batch& batch,
       unit[order[n]] = 1.0;
       const double element_h = std::clamp(2e-3 / std::fabs(double(gradient[order[n]])), 1e-4, 3e-2);
       checks.emplace_back("element " + std::to_string(order[n]),
-                          directional_check(model, parameter, gradient, unit, element_h, batch, coefficient, base));
+                          directional_check(model, parameter, gradient, unit, element_h, batch, options, base));
     }
     for (const auto& [what, check] : checks) {
       if (check.routing_changed) {
@@ -226,16 +236,17 @@ void check_model_by_finite_differences(TrainingModel& model, const Batch& batch,
 
 TEST(MoeBackward, FiniteDifferencesMixtralUntied) {
   auto model = load_training_model("mixtral_f32");
-  check_model_by_finite_differences(*model, fixture_batch("mixtral_f32"), 0.1, 2e-2);
+  check_model_by_finite_differences(*model, fixture_batch("mixtral_f32"), {.load_balancing_coefficient = 0.1}, 2e-2);
 }
 
 TEST(MoeBackward, FiniteDifferencesOlmoeTiedWithQkNorm) {
   auto model = load_training_model("olmoe_bf16_tied");
-  check_model_by_finite_differences(*model, fixture_batch("olmoe_bf16_tied"), 0.1, 2e-2);
+  check_model_by_finite_differences(*model, fixture_batch("olmoe_bf16_tied"), {.load_balancing_coefficient = 0.1}, 2e-2);
 }
 
-TEST(MoeBackward, FiniteDifferencesFreshlyInitialisedMixtralTied) {
-  // A model as pretraining starts it: small random weights, tied embeddings, k = 2 of 4.
+// A model as pretraining starts it: small random weights, tied embeddings, k = 2 of 4, with
+// decisive routing (as in a trained model) so that few finite-difference steps flip a choice.
+std::unique_ptr<TrainingModel> fresh_mixtral_tied() {
   ModelConfig config;
   config.architecture = Architecture::mixtral;
   config.vocab_size = 40;
@@ -254,17 +265,30 @@ TEST(MoeBackward, FiniteDifferencesFreshlyInitialisedMixtralTied) {
   auto model = make_training_model(
       config, initialize_model_weights(config, {0, config.num_experts}, {.seed = 3, .standard_deviation = 0.3}),
       Device::cpu, nullptr);
-  // Decisive routing (as in a trained model), so that few finite-difference steps flip a choice.
   for (auto& layer : model->weights.layers) {
     for (int64_t i = 0; i < layer.router.numel(); ++i) layer.router.data()[i] *= 8.0f;
   }
-  Batch batch{3, 10, {}, {}};
-  CounterRandom random(5, {});
-  for (int64_t i = 0; i < batch.batch * batch.time; ++i) {
-    batch.inputs.push_back(static_cast<int32_t>(random.next_u64() % 40));
-    batch.targets.push_back(static_cast<int32_t>(random.next_u64() % 40));
-  }
-  check_model_by_finite_differences(*model, batch, 0.5, 2e-2);
+  return model;
+}
+
+Batch random_batch(int64_t batch_size, int64_t time, int64_t vocab) {
+  testing::RandomTokens drawn = testing::random_tokens(vocab, batch_size * time, 5);
+  return {batch_size, time, std::move(drawn.tokens), std::move(drawn.targets)};
+}
+
+TEST(MoeBackward, FiniteDifferencesFreshlyInitialisedMixtralTied) {
+  auto model = fresh_mixtral_tied();
+  check_model_by_finite_differences(*model, random_batch(3, 10, 40), {.load_balancing_coefficient = 0.5}, 2e-2);
+}
+
+TEST(MoeBackward, FiniteDifferencesWithRoutingLocality) {
+  // The locality term's per-token gradient goes through the same router backward; a coefficient
+  // large enough that the router's gradient is mostly the locality term's (with it dropped from
+  // the backward, the router checks fail by far more than the tolerance).
+  auto model = fresh_mixtral_tied();
+  check_model_by_finite_differences(
+      *model, random_batch(3, 10, 40),
+      {.load_balancing_coefficient = 0.5, .routing_locality_coefficient = 2.0, .locality_window = 5}, 2e-2);
 }
 
 TEST(MoeBackward, GradientsAccumulateOverBackwardCalls) {
