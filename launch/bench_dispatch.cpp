@@ -207,7 +207,8 @@ int bench_dispatch(const Arguments& arguments) {
   char** argv = nullptr;
   MpiSession session(&argc, &argv);
   MpiCommunicator world;
-  auto model = load_distributed_model(model_dir, Device::cpu, world, values["parallel.ep_size"].as<int>());
+  const Device device = parse_device(values["runtime.device"].as<std::string>());
+  auto model = load_distributed_model(model_dir, device, world, values["parallel.ep_size"].as<int>());
   if (!model->dispatcher) TEMOE_FAIL("temoe bench dispatch: needs an expert-parallel size above 1 (run under mpirun -np N)");
   const int64_t batch = values["batch"].as<int64_t>() > 0 ? values["batch"].as<int64_t>() : world.size();
   const int64_t time = values["time"].as<int64_t>();
@@ -216,7 +217,7 @@ int bench_dispatch(const Arguments& arguments) {
   // Option mode runs on a second copy of the model, laid out by parallel.placement (contiguous
   // without one); token mode keeps the contiguous layout: the baseline.
   const std::string placement_path = values["parallel.placement"].as<std::string>();
-  auto placed = load_distributed_model(model_dir, Device::cpu, world, values["parallel.ep_size"].as<int>(), placement_path);
+  auto placed = load_distributed_model(model_dir, device, world, values["parallel.ep_size"].as<int>(), placement_path);
   placed->dispatcher->set_mode(DispatchMode::option);
 
   // The same sequences for every mode: data.path's when the configuration names one, else random.

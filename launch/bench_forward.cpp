@@ -1,5 +1,6 @@
-// temoe bench forward: tokens/s and GFLOP/s of a forward, beside BLAS sgemm at the model's GEMM
-// shapes and the PyTorch reference on the same weights, tokens and threads, all in one run.
+// temoe bench forward: tokens/s and GFLOP/s of a forward, beside the GEMM library's own sgemm at
+// the model's GEMM shapes (BLAS on the CPU, cuBLAS on a GPU) and the PyTorch reference on the same
+// weights, tokens and threads, all in one run.
 #include <cblas.h>
 #include <omp.h>
 
@@ -53,6 +54,30 @@ double sgemm_gflops(const std::vector<GemmShape>& shapes, int repeats) {
   return flops / seconds / 1e9;
 }
 
+// The same through the model's backend (cuBLAS on a GPU), timed to the device's completion.
+double backend_gemm_gflops(Backend& backend, const std::vector<GemmShape>& shapes, int repeats) {
+  double flops = 0, seconds = 0;
+  const Device device = backend.device();
+  for (const auto& shape : shapes) {
+    if (shape.m == 0) continue;
+    Tensor host_a({shape.m, shape.k}), host_b({shape.n, shape.k});
+    host_a.fill(0.01f);
+    host_b.fill(0.02f);
+    const Tensor a = to_device(host_a, device), b = to_device(host_b, device);
+    Tensor c({shape.m, shape.n}, device);
+    backend.matmul_transposed(a, b, c, false);
+    to_host(c.rows(0, 1));  // waits for the warm-up
+    const auto start = Clock::now();
+    for (int r = 0; r < repeats; ++r) {
+      for (int64_t i = 0; i < shape.repeat; ++i) backend.matmul_transposed(a, b, c, false);
+    }
+    to_host(c.rows(0, 1));
+    seconds += seconds_since(start);
+    flops += 2.0 * static_cast<double>(shape.m * shape.n * shape.k * shape.repeat) * repeats;
+  }
+  return flops / seconds / 1e9;
+}
+
 }  // namespace
 
 int bench_forward(const Arguments& arguments) {
@@ -86,11 +111,16 @@ int bench_forward(const Arguments& arguments) {
 
   model->transformer->forward(tokens.ids, batch, time);  // warm-up: page in weights, grow allocations
   const auto start = Clock::now();
-  for (int r = 0; r < repeats; ++r) model->transformer->forward(tokens.ids, batch, time);
+  Tensor logits;
+  for (int r = 0; r < repeats; ++r) logits = model->transformer->forward(tokens.ids, batch, time);
+  to_host(logits.reshaped({batch * time, model->config.vocab_size}).rows(0, 1));  // a device finishes its queue
   const double seconds = seconds_since(start) / repeats;
   const double tokens_per_s = static_cast<double>(batch * time) / seconds;
   const double gflops = forward_flops(model->config, batch, time) / seconds / 1e9;
-  const double blas_gflops = sgemm_gflops(forward_gemm_shapes(model->config, batch, time), repeats);
+  const bool on_cpu = model->backend->device() == Device::cpu;
+  const char* gemm_library = on_cpu ? "BLAS sgemm" : "cuBLAS sgemm";
+  const double blas_gflops = on_cpu ? sgemm_gflops(forward_gemm_shapes(model->config, batch, time), repeats)
+                                    : backend_gemm_gflops(*model->backend, forward_gemm_shapes(model->config, batch, time), repeats);
 
   double torch_rate = 0;
   if (!values.count("no-torch")) {
@@ -106,8 +136,8 @@ int bench_forward(const Arguments& arguments) {
   std::printf("bench forward: %s, %lld x %lld tokens, %d threads\n", to_string(model->config.architecture).c_str(),
               static_cast<long long>(batch), static_cast<long long>(time), threads);
   std::printf("  temoe           %10.1f tokens/s  %7.2f GFLOP/s\n", tokens_per_s, gflops);
-  std::printf("  BLAS sgemm      %10s           %7.2f GFLOP/s at the model's GEMM shapes (temoe reaches %.0f%%)\n", "",
-              blas_gflops, 100.0 * gflops / blas_gflops);
+  std::printf("  %-15s %10s           %7.2f GFLOP/s at the model's GEMM shapes (temoe reaches %.0f%%)\n", gemm_library,
+              "", blas_gflops, 100.0 * gflops / blas_gflops);
   if (torch_rate > 0) {
     std::printf("  PyTorch eager   %10.1f tokens/s  (temoe is %.2fx)\n", torch_rate, tokens_per_s / torch_rate);
   }
@@ -116,6 +146,7 @@ int bench_forward(const Arguments& arguments) {
                       {{"tokens_per_s", tokens_per_s},
                        {"gflops", gflops},
                        {"sgemm_gflops", blas_gflops},
+                       {"device", to_string(model->backend->device())},
                        {"torch_tokens_per_s", torch_rate},
                        {"speedup_over_torch", torch_rate > 0 ? tokens_per_s / torch_rate : 0.0},
                        {"fraction_of_sgemm", gflops / blas_gflops},

@@ -74,6 +74,7 @@ int bench_train(const Arguments& arguments) {
     config.home_rank = model->grid->ep_rank();
   }
   ControllerTrainer trainer(*model->transformer, config, world);
+  if (model->device_world) trainer.reduce_gradients_on(*model->device_world, model->backend->device());
 
   using Clock = std::chrono::steady_clock;
   const auto time_it = [&](auto&& work) {

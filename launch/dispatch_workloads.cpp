@@ -12,7 +12,7 @@ void decode_positions(MoeTransformer& model, std::span<const int32_t> tokens, in
                       const std::function<void()>& before_decode) {
   const ModelConfig& config = model.config();
   const int64_t experts = config.num_experts;
-  KeyValueCache cache(config, batch, time, Device::cpu);
+  KeyValueCache cache(config, batch, time, model.backend_.device());
   std::vector<int32_t> chunk;
   std::vector<uint8_t> flags;
   const auto run_chunk = [&](int64_t first, int64_t length) {

@@ -206,7 +206,7 @@ int run_eval(const Arguments& arguments) {
         masked = run_rollout(*model->transformer, batch.tokens, batch.batch, batch.time, policy, batch.global_index, index);
       }
       const Rollout& student = policy ? masked : teacher;
-      const TokenScores scores = score_tokens(teacher.logits, student.logits, batch.targets, config.reward);
+      const TokenScores scores = score_tokens(*model->backend, teacher.logits, student.logits, batch.targets, config.reward);
       for (size_t i = 0; i < scores.kl.size(); ++i) {
         score.tokens += 1;
         score.kl += scores.kl[i];

@@ -1,5 +1,6 @@
 #include "launch/model_session.hpp"
 
+#include "launch/device_session.hpp"
 #include "launch/placement_file.hpp"
 #include "src/core/error.hpp"
 #include "src/model/expert_parallel_experts.hpp"
@@ -7,10 +8,12 @@
 namespace temoe::launch {
 
 std::unique_ptr<LoadedModel> load_local_model(const std::filesystem::path& directory, Device device) {
+  select_rank_device(device);
   auto model = std::make_unique<LoadedModel>();
   model->config = ModelConfig::from_file(directory / "config.json");
   model->checkpoint = std::make_unique<SafetensorsCheckpoint>(directory);
   model->weights = load_model_weights(*model->checkpoint, model->config, {0, model->config.num_experts});
+  if (device != Device::cpu) model->weights = weights_on_device(model->weights, device);
   model->backend = make_backend(device);
   model->experts = std::make_unique<LocalExperts>(*model->backend, model->weights);
   model->transformer = std::make_unique<MoeTransformer>(model->config, model->weights, *model->backend, *model->experts);
@@ -29,6 +32,7 @@ std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path&
 std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
                                                     Communicator& world, int ep_size,
                                                     const PlacementChooser& choose_placement) {
+  select_rank_device(device);  // before the first allocation on it
   auto model = std::make_unique<LoadedModel>();
   model->config = ModelConfig::from_file(directory / "config.json");
   model->grid = std::make_unique<ProcessGrid>(world, ep_size, model->config.num_experts);
@@ -36,13 +40,19 @@ std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path&
   model->checkpoint = std::make_unique<SafetensorsCheckpoint>(directory);
   model->weights = load_model_weights(*model->checkpoint, model->config,
                                       ExpertSet::of(placement.experts_of(model->grid->ep_rank())));
+  if (device != Device::cpu) model->weights = weights_on_device(model->weights, device);
   model->backend = make_backend(device);
   if (model->grid->shape().ep_size == 1) {
     model->experts = std::make_unique<LocalExperts>(*model->backend, model->weights);
   } else {
     model->dispatcher = std::make_unique<TokenDispatcher>(model->grid->expert_parallel(), std::move(placement));
+    if (device != Device::cpu) {
+      model->device_expert_parallel = make_device_communicator(model->grid->expert_parallel(), device);
+      model->dispatcher->use_device_transport(*model->device_expert_parallel, *model->backend);
+    }
     model->experts = std::make_unique<ExpertParallelExperts>(*model->backend, model->weights, *model->dispatcher);
   }
+  if (device != Device::cpu && world.size() > 1) model->device_world = make_device_communicator(world, device);
   model->transformer = std::make_unique<MoeTransformer>(model->config, model->weights, *model->backend, *model->experts);
   return model;
 }

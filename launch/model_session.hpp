@@ -19,6 +19,10 @@ struct LoadedModel {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<ProcessGrid> grid;              // null for a single-process model
   std::unique_ptr<TokenDispatcher> dispatcher;    // null without expert parallelism
+  // runtime.device = cuda on more than one rank: NCCL over the world (gradient sums) and over the
+  // expert-parallel group (the dispatcher's exchanges of device rows); null otherwise.
+  std::unique_ptr<Communicator> device_world;
+  std::unique_ptr<Communicator> device_expert_parallel;
   std::unique_ptr<ExpertExecutor> experts;
   std::unique_ptr<MoeTransformer> transformer;
 };

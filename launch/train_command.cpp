@@ -207,6 +207,7 @@ int run_train(const Arguments& arguments) {
     TEMOE_FAIL("train.max_nonfinite_steps = " << max_nonfinite_steps << ": expected at least 1");
   }
   ControllerTrainer trainer(*model->transformer, config, world);
+  if (model->device_world) trainer.reduce_gradients_on(*model->device_world, model->backend->device());
   const int64_t checkpoint_every = values["train.checkpoint_every"].as<int64_t>();
   const int keep_checkpoints = values["train.keep_checkpoints"].as<int>();
   if (checkpoint_every < 0 || keep_checkpoints < 0) {

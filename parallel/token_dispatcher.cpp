@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "src/core/error.hpp"
+#include "src/tensor/device_memory.hpp"
 
 namespace temoe {
 
@@ -43,12 +44,27 @@ std::vector<size_t> exclusive_prefix_sum(const std::vector<size_t>& counts) {
   return offsets;
 }
 
-// The first `rows` rows of `workspace`, regrown (with headroom) when it is too small.
-Tensor workspace_rows(Tensor& workspace, int64_t rows, int64_t width) {
-  if (!workspace.defined() || workspace.dim(0) < rows || workspace.dim(1) != width) {
-    workspace = Tensor({std::max<int64_t>(rows + rows / 4, 1), width});
+// The first `rows` rows of `workspace` (in `device`'s memory), regrown (with headroom) when it is
+// too small.
+Tensor workspace_rows(Tensor& workspace, int64_t rows, int64_t width, Device device = Device::cpu) {
+  if (!workspace.defined() || workspace.dim(0) < rows || workspace.dim(1) != width || workspace.device() != device) {
+    workspace = Tensor({std::max<int64_t>(rows + rows / 4, 1), width}, device);
   }
   return workspace.rows(0, rows);
+}
+
+// Device buffers are byte blocks of floats: `rows` x `width` floats starting `byte_offset` bytes
+// into a flat [F, 1] tensor (offsets are whole floats: rows and ids are 4 bytes each).
+Tensor rows_at(const Tensor& flat, size_t byte_offset, int64_t rows, int64_t width) {
+  const auto first = static_cast<int64_t>(byte_offset / 4);
+  return flat.rows(first, first + rows * width).reshaped({rows, width});
+}
+
+std::span<const std::byte> bytes_of(const Tensor& tensor) {
+  return std::as_bytes(std::span<const float>(tensor.data(), static_cast<size_t>(tensor.numel())));
+}
+std::span<std::byte> writable_bytes_of(Tensor& tensor) {
+  return std::as_writable_bytes(std::span<float>(tensor.data(), static_cast<size_t>(tensor.numel())));
 }
 
 // Rows of width `width` floats that `count` int32 ids take up (rounded up).
@@ -62,6 +78,23 @@ TokenDispatcher::TokenDispatcher(Communicator& expert_parallel, ExpertPlacement 
               "rank " << communicator_.rank() << ": expert placement over " << placement_.ep_size()
                       << " ranks, but the expert-parallel group has " << communicator_.size());
   statistics_.reset(communicator_.size());
+}
+
+void TokenDispatcher::use_device_transport(Communicator& device_group, Backend& backend) {
+  TEMOE_CHECK(device_group.size() == communicator_.size() && device_group.rank() == communicator_.rank(),
+              "rank " << communicator_.rank() << ": a device communicator of " << device_group.size() << " ranks (this rank "
+                      << device_group.rank() << ") for an expert-parallel group of " << communicator_.size());
+  device_communicator_ = &device_group;
+  device_backend_ = &backend;
+}
+
+Communicator& TokenDispatcher::data_channel(Device device) {
+  if (device == Device::cpu) return communicator_;
+  TEMOE_CHECK(device_communicator_ != nullptr,
+              "rank " << communicator_.rank() << ": hidden states on " << to_string(device)
+                      << " need a device communicator (NCCL) for the exchange; the dispatcher has none "
+                         "(TokenDispatcher::use_device_transport)");
+  return *device_communicator_;
 }
 
 void TokenDispatcher::plan(std::span<const int32_t> experts, int64_t tokens, int64_t top_k) {
@@ -177,6 +210,11 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
   TEMOE_CHECK(static_cast<int64_t>(experts.size()) == tokens * top_k,
               "rank " << me << ": " << experts.size() << " expert ids for " << tokens << " tokens x k = " << top_k);
   const auto k = static_cast<size_t>(top_k), d = static_cast<size_t>(width);
+  // On a device the same blocks live in device memory: rows are gathered there by the backend,
+  // the ids (host data) are copied in and out, and NCCL moves the blocks (use_device_transport).
+  const Device device = hidden.device();
+  const bool on_device = device != Device::cpu;
+  Communicator& channel = data_channel(device);
   // A message to a rank carries its rows' hidden states (D floats each) followed by their expert
   // ids (k int32 each, -1 where unused). Both go as raw bytes; the receiver places each source's
   // block at a row boundary of the experts' input, so the hidden states land where the experts
@@ -193,19 +231,40 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
   std::vector<size_t> wire_send_counts = send_counts;
   wire_send_counts[self] = 0;
   const auto send_offsets = exclusive_prefix_sum(wire_send_counts);
-  send_buffer_.resize(send_offsets.back() + wire_send_counts.back());
+  const size_t send_bytes = send_offsets.back() + wire_send_counts.back();
+  std::span<const std::byte> send_span;
+  if (on_device) {
+    send_span = bytes_of(workspace_rows(device_send_, static_cast<int64_t>(send_bytes / 4), 1, device));
+  } else {
+    send_buffer_.resize(send_bytes);
+    send_span = send_buffer_;
+  }
   const float* hidden_data = hidden.data();
-  // One block: the rows' hidden states, then their expert ids.
-  const auto pack_block = [&](size_t destination, std::byte* block) {
+  // One block: the rows' hidden states, then their expert ids. `flat` and `byte_offset` locate it
+  // in device memory, `block` in host memory.
+  const auto pack_block = [&](size_t destination, std::byte* block, Tensor* flat, size_t byte_offset) {
     const auto count = static_cast<size_t>(rows_to_[destination]);
     const int32_t* tokens_to_r = row_token_.data() + row_begin_[destination];
+    const int32_t* ids = row_experts_.data() + static_cast<size_t>(row_begin_[destination]) * k;
+    if (flat != nullptr) {
+      if (count == 0) return;
+      Tensor rows = rows_at(*flat, byte_offset, static_cast<int64_t>(count), width);
+      device_backend_->gather_rows(hidden, std::span<const int32_t>(tokens_to_r, count), rows);
+      copy_device_memory(device, flat->data() + byte_offset / 4 + count * d, ids, count * k * 4);
+      return;
+    }
     for (size_t row = 0; row < count; ++row) {
       std::memcpy(block + row * d * 4, hidden_data + static_cast<size_t>(tokens_to_r[row]) * d, d * 4);
     }
-    std::memcpy(block + count * d * 4, row_experts_.data() + static_cast<size_t>(row_begin_[destination]) * k, count * k * 4);
+    std::memcpy(block + count * d * 4, ids, count * k * 4);
   };
   for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
-    if (r != self) pack_block(r, send_buffer_.data() + send_offsets[r]);
+    if (r == self) continue;
+    if (on_device) {
+      pack_block(r, nullptr, &device_send_, send_offsets[r]);
+    } else {
+      pack_block(r, send_buffer_.data() + send_offsets[r], nullptr, 0);
+    }
   }
   clock.lap(phases.pack);
 
@@ -225,8 +284,8 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
       placement.offsets[r] = static_cast<size_t>(input_rows) * d * 4;
       input_rows += capacity[r] + id_rows(capacity[r] * top_k, width);
     }
-    input = workspace_rows(input_workspace_, input_rows, width);
-    placement.buffer = std::as_writable_bytes(std::span<float>(input.data(), static_cast<size_t>(input.numel())));
+    input = workspace_rows(input_workspace_, input_rows, width, device);
+    placement.buffer = writable_bytes_of(input);
     return placement;
   };
   const auto rows_in = [&](size_t bytes, size_t source) {
@@ -248,22 +307,27 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
       send_to[r] = held_plan.send_bounds()[r] > 0;
     }
     const Communicator::ReceivePlacement placement = layout(capacity);
-    const auto received = communicator_.exchange_with_peers(send_buffer_, wire_send_counts, send_offsets, send_to,
-                                                            placement.buffer, receive_bounds, placement.offsets);
+    const auto received = channel.exchange_with_peers(send_span, wire_send_counts, send_offsets, send_to, placement.buffer,
+                                                      receive_bounds, placement.offsets);
     for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) receive_rows[r] = r == self ? rows_to_[r] : rows_in(received[r], r);
   } else {
     const auto place = [&](std::span<const size_t> counts) {
       for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) receive_rows[r] = r == self ? rows_to_[r] : rows_in(counts[r], r);
       return layout(receive_rows);
     };
-    if (!communicator_.counts_travel_with_data()) ++statistics_.counts_exchanges;
+    if (!channel.counts_travel_with_data()) ++statistics_.counts_exchanges;
     ++statistics_.counts_negotiations;
-    communicator_.all_to_all_v_sized_by_senders(send_buffer_, wire_send_counts, send_offsets, place);
+    channel.all_to_all_v_sized_by_senders(send_span, wire_send_counts, send_offsets, place);
     std::fill(send_to.begin(), send_to.end(), uint8_t{1});
     send_to[self] = 0;
   }
   clock.lap(phases.dispatch_exchange);
-  pack_block(self, reinterpret_cast<std::byte*>(input.data() + receive_base[self] * width));
+  if (on_device) {
+    Tensor flat_input = input.reshaped({input.numel(), 1});
+    pack_block(self, nullptr, &flat_input, static_cast<size_t>(receive_base[self] * width) * 4);
+  } else {
+    pack_block(self, reinterpret_cast<std::byte*>(input.data() + receive_base[self] * width), nullptr, 0);
+  }
   clock.lap(phases.pack);
   std::vector<size_t> receive_counts(static_cast<size_t>(ranks));
   for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) receive_counts[r] = static_cast<size_t>(receive_rows[r]) * row_bytes;
@@ -283,6 +347,12 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
     const auto count = static_cast<size_t>(receive_rows[source]);
     const auto base = static_cast<size_t>(receive_base[source]);
     const auto* ids = reinterpret_cast<const int32_t*>(input.data() + (base + count) * d);
+    std::vector<int32_t> host_ids;
+    if (on_device) {  // the ids come to the host: the grouping by expert below is host logic
+      host_ids.resize(count * k);
+      copy_to_host(device, host_ids.data(), ids, count * k * 4);
+      ids = host_ids.data();
+    }
     for (size_t row = 0; row < count; ++row) {
       for (size_t s = 0; s < k; ++s) {
         int32_t expert;
@@ -322,7 +392,7 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
   // this rank's own results included.
   int64_t remote_results = 0;
   for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) remote_results += r == self ? 0 : slots_to_[r];
-  Tensor all_results = workspace_rows(result_workspace_, pair + remote_results, width);
+  Tensor all_results = workspace_rows(result_workspace_, pair + remote_results, width, device);
   Tensor results = all_results.rows(0, pair);
   for (size_t local = 0; local < local_experts; ++local) {
     if (!expert_rows_[local].empty()) {
@@ -347,22 +417,22 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
   wire_return_counts[self] = wire_back_counts[self] = 0;
   const auto return_offsets = exclusive_prefix_sum(return_counts), back_offsets = exclusive_prefix_sum(wire_back_counts);
   Tensor returned = all_results.rows(pair, pair + remote_results);
-  const auto returned_bytes = std::as_writable_bytes(std::span<float>(returned.data(), static_cast<size_t>(returned.numel())));
-  const auto result_bytes_span = std::as_bytes(std::span<const float>(results.data(), static_cast<size_t>(results.numel())));
+  const auto returned_bytes = writable_bytes_of(returned);
+  const auto result_bytes_span = bytes_of(results);
   if (option) {
     // Both sides know these sizes already (the owner counted the pairs it computed, the token side
     // the slots it routed), so only the ranks with results talk, with exact sizes.
     std::vector<uint8_t> return_to(static_cast<size_t>(ranks), 0);
     for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) return_to[r] = wire_return_counts[r] > 0;
-    const auto received = communicator_.exchange_with_peers(result_bytes_span, wire_return_counts, return_offsets, return_to,
-                                                            returned_bytes, wire_back_counts, back_offsets);
+    const auto received = channel.exchange_with_peers(result_bytes_span, wire_return_counts, return_offsets, return_to,
+                                                      returned_bytes, wire_back_counts, back_offsets);
     for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
       TEMOE_CHECK(received[r] == wire_back_counts[r], "rank " << me << ": " << received[r] << " result bytes from rank " << r
                                                               << ", expected " << wire_back_counts[r]);
     }
   } else {
-    communicator_.all_to_all_v(result_bytes_span, wire_return_counts, return_offsets, returned_bytes, wire_back_counts,
-                               back_offsets);
+    channel.all_to_all_v(result_bytes_span, wire_return_counts, return_offsets, returned_bytes, wire_back_counts,
+                         back_offsets);
   }
   clock.lap(phases.return_exchange);
   // The first row of each source's results in `all_results`.
@@ -370,7 +440,16 @@ void TokenDispatcher::exchange(const Tensor& hidden, std::span<const int32_t> ex
     return r == self ? static_cast<int64_t>(return_offsets[self] / result_bytes)
                      : pair + static_cast<int64_t>(back_offsets[r] / result_bytes);
   };
-  if (slots) {
+  if (slots && on_device) {
+    for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
+      const int64_t count = slot_begin_[r + 1] - slot_begin_[r];
+      if (count == 0) continue;
+      const Tensor from = all_results.rows(first_row(r), first_row(r) + count);
+      device_backend_->scatter_rows(from, std::span<const int32_t>(slot_order_).subspan(static_cast<size_t>(slot_begin_[r]),
+                                                                                         static_cast<size_t>(count)),
+                                    *slots);
+    }
+  } else if (slots) {
     float* slot_data = slots->data();
     for (size_t r = 0; r < static_cast<size_t>(ranks); ++r) {
       const float* cursor = all_results.data() + first_row(r) * width;
@@ -436,6 +515,9 @@ void TokenDispatcher::dispatch_backward(const DispatchTape& tape, const Tensor& 
               "rank " << me << ": dispatch_backward with a tape of a " << tape.slot_order.size()
                       << "-rank dispatch in a group of " << ranks);
   const size_t row_bytes = static_cast<size_t>(width) * 4;
+  const Device device = grad_slots.device();
+  const bool on_device = device != Device::cpu;
+  Communicator& channel = data_channel(device);
 
   // 1. Output gradients to the ranks that computed the outputs. Rank r numbered our pairs in the
   //    order of slot_order[r], so what arrives is already in pair order: grad_output[pair].
@@ -445,22 +527,34 @@ void TokenDispatcher::dispatch_backward(const DispatchTape& tape, const Tensor& 
     pair_counts[static_cast<size_t>(r)] = static_cast<size_t>(tape.pairs_from[static_cast<size_t>(r)]) * row_bytes;
   }
   const auto slot_offsets = exclusive_prefix_sum(slot_counts), pair_offsets = exclusive_prefix_sum(pair_counts);
-  send_buffer_.resize(slot_offsets.back() + slot_counts.back());
-  const float* grad_data = grad_slots.data();
-  for (int r = 0; r < ranks; ++r) {
-    std::byte* cursor = send_buffer_.data() + slot_offsets[static_cast<size_t>(r)];
-    for (const int32_t slot : tape.slot_order[static_cast<size_t>(r)]) {
-      std::memcpy(cursor, grad_data + static_cast<int64_t>(slot) * width, row_bytes);
-      cursor += row_bytes;
+  const size_t slot_bytes = slot_offsets.back() + slot_counts.back();
+  std::span<const std::byte> send_span;
+  if (on_device) {
+    const Tensor flat = workspace_rows(device_send_, static_cast<int64_t>(slot_bytes / 4), 1, device);
+    for (int r = 0; r < ranks; ++r) {
+      const auto& order = tape.slot_order[static_cast<size_t>(r)];
+      if (order.empty()) continue;
+      Tensor rows = rows_at(flat, slot_offsets[static_cast<size_t>(r)], static_cast<int64_t>(order.size()), width);
+      device_backend_->gather_rows(grad_slots, order, rows);
     }
+    send_span = bytes_of(flat);
+  } else {
+    send_buffer_.resize(slot_bytes);
+    const float* grad_data = grad_slots.data();
+    for (int r = 0; r < ranks; ++r) {
+      std::byte* cursor = send_buffer_.data() + slot_offsets[static_cast<size_t>(r)];
+      for (const int32_t slot : tape.slot_order[static_cast<size_t>(r)]) {
+        std::memcpy(cursor, grad_data + static_cast<int64_t>(slot) * width, row_bytes);
+        cursor += row_bytes;
+      }
+    }
+    send_span = send_buffer_;
   }
-  Tensor grad_output = workspace_rows(grad_output_workspace_, tape.pairs, width);
-  communicator_.all_to_all_v(send_buffer_, slot_counts, slot_offsets,
-                             std::as_writable_bytes(std::span<float>(grad_output.data(), static_cast<size_t>(grad_output.numel()))),
-                             pair_counts, pair_offsets);
+  Tensor grad_output = workspace_rows(grad_output_workspace_, tape.pairs, width, device);
+  channel.all_to_all_v(send_span, slot_counts, slot_offsets, writable_bytes_of(grad_output), pair_counts, pair_offsets);
 
   // 2. The local experts' backward, pair by pair.
-  Tensor grad_input = workspace_rows(grad_input_workspace_, tape.pairs, width);
+  Tensor grad_input = workspace_rows(grad_input_workspace_, tape.pairs, width, device);
   for (size_t local = 0; local < tape.expert_rows.size(); ++local) {
     if (tape.expert_rows[local].empty()) continue;
     apply_backward(static_cast<int64_t>(local), tape.input, tape.expert_rows[local], tape.expert_pairs[local], grad_output,
@@ -468,9 +562,19 @@ void TokenDispatcher::dispatch_backward(const DispatchTape& tape, const Tensor& 
   }
 
   // 3. Input gradients back along the forward's path, one row per (token, slot).
-  back_buffer_.resize(slot_offsets.back() + slot_counts.back());
-  communicator_.all_to_all_v(std::as_bytes(std::span<const float>(grad_input.data(), static_cast<size_t>(grad_input.numel()))),
-                             pair_counts, pair_offsets, back_buffer_, slot_counts, slot_offsets);
+  if (on_device) {
+    Tensor flat = workspace_rows(device_back_, static_cast<int64_t>(slot_bytes / 4), 1, device);
+    channel.all_to_all_v(bytes_of(grad_input), pair_counts, pair_offsets, writable_bytes_of(flat), slot_counts, slot_offsets);
+    for (int r = 0; r < ranks; ++r) {
+      const auto& order = tape.slot_order[static_cast<size_t>(r)];
+      if (order.empty()) continue;
+      device_backend_->scatter_rows(rows_at(flat, slot_offsets[static_cast<size_t>(r)], static_cast<int64_t>(order.size()), width),
+                                    order, grad_slot_inputs);
+    }
+    return;
+  }
+  back_buffer_.resize(slot_bytes);
+  channel.all_to_all_v(bytes_of(grad_input), pair_counts, pair_offsets, back_buffer_, slot_counts, slot_offsets);
   float* result = grad_slot_inputs.data();
   for (int r = 0; r < ranks; ++r) {
     const std::byte* cursor = back_buffer_.data() + slot_offsets[static_cast<size_t>(r)];

@@ -21,6 +21,7 @@
 #include "parallel/dispatch_statistics.hpp"
 #include "parallel/expert_placement.hpp"
 #include "parallel/held_send_plan.hpp"
+#include "src/tensor/backend.hpp"
 #include "src/tensor/slot_rows.hpp"
 #include "src/tensor/tensor.hpp"
 
@@ -71,8 +72,15 @@ class TokenDispatcher {
  public:
   TokenDispatcher(Communicator& expert_parallel, ExpertPlacement placement);
 
-  // hidden: [N, D] host tensor; experts: N * k global ids; slots: [N * k, D] receives the
-  // expert output of every (token, slot).
+  // Device hidden states (the CUDA backend's) are exchanged in device memory: through
+  // `device_group` (an NCCL communicator over the same ranks, in the same order), with `backend`
+  // gathering and scattering the rows. Plans, held-plan agreement and expert ids stay on the host
+  // (the ids travel with the rows and are copied back, k int32 per row). Both must outlive the
+  // dispatcher.
+  void use_device_transport(Communicator& device_group, Backend& backend);
+
+  // hidden: [N, D] host tensor, or a device one (use_device_transport); experts: N * k global
+  // ids (host); slots: [N * k, D], where hidden is, receives the expert output of every (token, slot).
   // With `tape`, also records what the backward needs.
   // With `held` (and option mode set), the call goes through the layer's held plan; every rank of
   // the group must then pass masks for that layer (the plan is agreed collectively).
@@ -115,7 +123,12 @@ class TokenDispatcher {
   HeldSendPlan& agree_held_plan(const HeldMasksView& held, std::span<const int32_t> experts, int64_t tokens,
                                 int64_t top_k);
 
+  // The communicator that moves blocks of `device`'s memory.
+  Communicator& data_channel(Device device);
+
   Communicator& communicator_;
+  Communicator* device_communicator_ = nullptr;  // NCCL, for device hidden states
+  Backend* device_backend_ = nullptr;
   ExpertPlacement placement_;
   DispatchStatistics statistics_;
   bool barrier_before_exchange_ = false;
@@ -124,6 +137,7 @@ class TokenDispatcher {
   // Buffers kept across calls: fresh megabyte-sized allocations cost a page fault per 4 KiB on
   // every layer, which measured several times the all-to-all itself.
   std::vector<std::byte> send_buffer_, back_buffer_;
+  Tensor device_send_, device_back_;  // [bytes / 4, 1] the same in device memory
   Tensor input_workspace_, result_workspace_;
   // Routing of the current call, grouped by destination rank r (a counting sort, stable in token
   // order): rows [row_begin_[r], row_begin_[r + 1]) and slots [slot_begin_[r], slot_begin_[r + 1]).

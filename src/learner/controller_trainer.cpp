@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "optim/gradient_clipping.hpp"
+#include "parallel/device_all_reduce.hpp"
 #include "src/core/error.hpp"
 #include "src/learner/controller_policy.hpp"
 #include "src/learner/routing_statistics.hpp"
@@ -42,6 +43,14 @@ ControllerTrainer::ControllerTrainer(MoeTransformer& model, const TrainerConfig&
   }
 }
 
+void ControllerTrainer::reduce_gradients_on(Communicator& device_world, Device device) {
+  TEMOE_CHECK(device_world.size() == world_.size() && device_world.rank() == world_.rank(),
+              "rank " << world_.rank() << ": a device communicator of " << device_world.size() << " ranks (this rank "
+                      << device_world.rank() << ") for a world of " << world_.size());
+  gradient_world_ = &device_world;
+  gradient_device_ = device;
+}
+
 std::vector<double> communication_costs(const Rollout& rollout, double cost_per_rank, std::span<const int> expert_owners,
                                         int home_rank) {
   if (cost_per_rank == 0 || expert_owners.empty()) return {};
@@ -76,12 +85,12 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
   if (config_.rollout == RolloutMode::teacher_forced) {
     teacher = run_rollout(model_, batch.tokens, batch.batch, batch.time, nullptr, sequence_ids, step);
     student = run_rollout(model_, batch.tokens, batch.batch, batch.time, &policy, sequence_ids, step);
-    scores = score_tokens(teacher.logits, student.logits, batch.targets, config_.reward);
+    scores = score_tokens(model_.backend_, teacher.logits, student.logits, batch.targets, config_.reward);
   } else {
     sampled = run_sampled_rollout(model_, policy, batch, config_.sampled, config_.seed, step);
     teacher = std::move(sampled->teacher);
     student = std::move(sampled->student);
-    scores = score_tokens(teacher.logits, student.logits, sampled->targets, config_.reward);
+    scores = score_tokens(model_.backend_, teacher.logits, student.logits, sampled->targets, config_.reward);
     // A generated continuation never ends its document: its last position bootstraps.
     no_document_ends.assign(static_cast<size_t>(count), 0);
     document_ends = no_document_ends;
@@ -117,7 +126,11 @@ StepMetrics ControllerTrainer::step(const data::SequenceBatch& batch, int64_t st
     locally_finite = false;
   }
   gradients.push_back(locally_finite ? 0.0f : std::numeric_limits<float>::quiet_NaN());
-  world_.all_reduce_sum(std::span<float>(gradients));
+  if (gradient_world_ != nullptr) {
+    all_reduce_sum_on_device(*gradient_world_, gradient_device_, gradients);
+  } else {
+    world_.all_reduce_sum(std::span<float>(gradients));
+  }
   // Every rank now holds the same bits, so every rank takes the same decision: a non-finite value
   // anywhere skips the update rather than writing NaN into the parameters and moments, which the
   // next checkpoints would commit over the last good ones.

@@ -76,6 +76,11 @@ class ControllerTrainer {
 
   StepMetrics step(const data::SequenceBatch& batch, int64_t step);
 
+  // Sums the gradients over `device_world` (an NCCL communicator over the same ranks as the world,
+  // in the same order) through `device`'s memory instead of over the world communicator. The
+  // figures (a few doubles per step) stay on the world communicator.
+  void reduce_gradients_on(Communicator& device_world, Device device);
+
   ParameterSet& parameters() { return parameters_; }
   std::vector<OptionController>& controllers() { return controllers_; }
   AdamW& optimizer() { return *optimizer_; }
@@ -85,6 +90,8 @@ class ControllerTrainer {
   MoeTransformer& model_;
   TrainerConfig config_;
   Communicator& world_;
+  Communicator* gradient_world_ = nullptr;  // NCCL, when set
+  Device gradient_device_ = Device::cpu;
   ParameterSet parameters_;
   std::vector<OptionController> controllers_;
   std::unique_ptr<AdamW> optimizer_;

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "src/tensor/tensor.hpp"
+#include "src/tensor/backend.hpp"
 
 namespace temoe {
 
@@ -25,7 +25,11 @@ struct TokenScores {
   std::vector<double> nll_gap;           // [N] -log p_student(a) + log p_teacher(a) (the log-ratio reward)
 };
 
-// logits: [B, T, V]; targets: B * T next-token ids.
+// logits: [B, T, V] where `backend` computes (the model's device: on a GPU only the per-token
+// numbers come back to the host, never the logits); targets: B * T next-token ids.
+TokenScores score_tokens(Backend& backend, const Tensor& teacher_logits, const Tensor& student_logits,
+                         std::span<const int32_t> targets, RewardKind kind);
+// The same for host logits.
 TokenScores score_tokens(const Tensor& teacher_logits, const Tensor& student_logits, std::span<const int32_t> targets,
                          RewardKind kind);
 

@@ -35,13 +35,13 @@ class ChunkedRollout {
         config_(model.config()),
         batch_(batch),
         time_(time),
-        cache_(model.config(), batch, time, Device::cpu),
+        cache_(model.config(), batch, time, model.backend_.device()),
         policy_(policy),
         held_(static_cast<size_t>(model.config().num_layers)),
         sequence_ids_(sequence_ids),
         step_(step) {
     const int64_t count = batch * time, layers = config_.num_layers;
-    rollout_.logits = Tensor({batch, time, config_.vocab_size});
+    rollout_.logits = Tensor({batch, time, config_.vocab_size}, model.backend_.device());
     rollout_.chosen_experts.assign(static_cast<size_t>(layers), std::vector<int32_t>(static_cast<size_t>(count * config_.top_k)));
     if (!policy_) return;
     const int64_t k_hat = policy_->k_hat();
@@ -69,13 +69,15 @@ class ChunkedRollout {
       const MoeInput input = model_.moe_input(layer, state);
       RouterRecord record;
       if (policy_) {
-        const LayerView view{layer, batch_, chunk_time, &input.normed, &input.router_logits, sequence_ids_, step_};
+        // The controllers run on the host (student_rollout.hpp): their inputs come over per chunk.
+        const Tensor hidden = to_host(input.normed), router_logits = to_host(input.router_logits);
+        const LayerView view{layer, batch_, chunk_time, &hidden, &router_logits, sequence_ids_, step_};
         const LayerDecisions decisions = policy_->decide_from(view, first, held_[l]);
         const auto flags = allowed_expert_flags(decisions, config_.num_experts);
         model_.moe(layer, state, input, &flags, &record);
         place_decisions(decisions, chunk_time, first, rollout_.decisions[l]);
-        place_rows(input.normed.data(), config_.hidden_size, batch_, chunk_time, first, time_, rollout_.hidden[l].data());
-        place_rows(input.router_logits.data(), config_.num_experts, batch_, chunk_time, first, time_,
+        place_rows(hidden.data(), config_.hidden_size, batch_, chunk_time, first, time_, rollout_.hidden[l].data());
+        place_rows(router_logits.data(), config_.num_experts, batch_, chunk_time, first, time_,
                    rollout_.router_logits[l].data());
       } else {
         model_.moe(layer, state, input, nullptr, &record);
@@ -83,13 +85,27 @@ class ChunkedRollout {
       place_rows(record.chosen_experts.data(), config_.top_k, batch_, chunk_time, first, time_,
                  rollout_.chosen_experts[l].data());
     }
-    const Tensor logits = model_.finish(state);
-    place_rows(logits.data(), config_.vocab_size, batch_, chunk_time, first, time_, rollout_.logits.data());
+    // The chunk's logits go to their rows of the whole rollout where they are (the reward reads
+    // them there); only the chunk's last position comes to the host, for the next draw.
+    const Tensor logits = model_.finish(state).reshaped({batch_ * chunk_time, config_.vocab_size});
+    std::vector<int32_t> rows(static_cast<size_t>(batch_ * chunk_time)), last(static_cast<size_t>(batch_));
+    for (int64_t b = 0; b < batch_; ++b) {
+      for (int64_t s = 0; s < chunk_time; ++s) rows[static_cast<size_t>(b * chunk_time + s)] = static_cast<int32_t>(b * time_ + first + s);
+      last[static_cast<size_t>(b)] = static_cast<int32_t>(b * chunk_time + chunk_time - 1);
+    }
+    Tensor whole = rollout_.logits.reshaped({batch_ * time_, config_.vocab_size});
+    model_.backend_.scatter_rows(logits, rows, whole);
+    Tensor last_logits({batch_, config_.vocab_size}, logits.device());
+    model_.backend_.gather_rows(logits, last, last_logits);
+    last_logits_ = to_host(last_logits);
+    last_position_ = first + chunk_time - 1;
   }
 
-  // The logits [V] at position t of sequence b.
+  // The logits [V] at position t of sequence b: the last position of the latest chunk.
   std::span<const float> logits_at(int64_t b, int64_t t) const {
-    return {rollout_.logits.data() + (b * time_ + t) * config_.vocab_size, static_cast<size_t>(config_.vocab_size)};
+    TEMOE_CHECK(t == last_position_, "sampled rollout: logits of position " << t << " asked for, the latest chunk ends at "
+                                                                             << last_position_);
+    return {last_logits_.data() + b * config_.vocab_size, static_cast<size_t>(config_.vocab_size)};
   }
 
   Rollout take() { return std::move(rollout_); }
@@ -114,6 +130,8 @@ class ChunkedRollout {
   std::span<const int64_t> sequence_ids_;
   int64_t step_;
   Rollout rollout_;
+  Tensor last_logits_;  // [B, V] host: the latest chunk's last position
+  int64_t last_position_ = -1;
 };
 
 }  // namespace
@@ -130,7 +148,6 @@ SampledRollout run_sampled_rollout(MoeTransformer& model, ControllerPolicy& poli
                   static_cast<int64_t>(batch.global_index.size()) == sequences,
               "sampled rollout: " << batch.tokens.size() << " tokens, " << batch.targets.size() << " targets and "
                                   << batch.global_index.size() << " sequence ids for " << sequences << " x " << time);
-  TEMOE_CHECK(model.backend_.device() == Device::cpu, "sampled rollouts run on the host (the masks and draws are host-side)");
   const std::span<const int64_t> ids(batch.global_index);
   SampledRollout out;
   out.tokens = batch.tokens;

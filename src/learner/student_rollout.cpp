@@ -28,16 +28,22 @@ Rollout run_rollout(MoeTransformer& model, std::span<const int32_t> tokens, int6
     MoeInput input = model.moe_input(layer, state);
     RouterRecord record;
     if (policy) {
-      const LayerView view{layer, batch, time, &input.normed, &input.router_logits, sequence_ids, step};
+      // The controllers run on the host: on a device their inputs come over once per layer
+      // ([N, D] and [N, E]), and the masks go back as N * E flags. On the CPU nothing is copied.
+      Tensor hidden = to_host(input.normed), router_logits = to_host(input.router_logits);
+      const LayerView view{layer, batch, time, &hidden, &router_logits, sequence_ids, step};
       rollout.decisions.push_back(policy->decide(view));
       const auto flags = allowed_expert_flags(rollout.decisions.back(), config.num_experts);
       model.moe(layer, state, input, &flags, &record);
+      rollout.hidden.push_back(std::move(hidden));
+      rollout.router_logits.push_back(std::move(router_logits));
     } else {
+      // The teacher's hidden states and logits are read by no policy: they stay where they are.
       model.moe(layer, state, input, nullptr, &record);
+      rollout.hidden.push_back(std::move(input.normed));
+      rollout.router_logits.push_back(std::move(input.router_logits));
     }
     rollout.chosen_experts.push_back(std::move(record.chosen_experts));
-    rollout.hidden.push_back(std::move(input.normed));
-    rollout.router_logits.push_back(std::move(input.router_logits));
   }
   rollout.logits = model.finish(state);
   return rollout;

@@ -11,8 +11,10 @@
 
 namespace temoe {
 
+// With a policy, hidden and router_logits are host tensors whatever the model's device (the
+// controllers and the learner read them there); logits stay on the model's device.
 struct Rollout {
-  Tensor logits;                                     // [B, T, V]
+  Tensor logits;                                     // [B, T, V] on the model's device
   std::vector<Tensor> hidden;                        // per layer [N, D]: the router's input (detached)
   std::vector<Tensor> router_logits;                 // per layer [N, E]
   std::vector<LayerDecisions> decisions;             // per layer (empty without a policy)

@@ -235,4 +235,49 @@ int64_t resident_weight_bytes(const ModelConfig& config, int64_t experts_per_ran
   return parameters * static_cast<int64_t>(sizeof(float));
 }
 
+namespace {
+Tensor uploaded(const Tensor& tensor, Device device) { return tensor.defined() ? to_device(tensor, device) : Tensor(); }
+
+ExpertWeights uploaded(const ExpertWeights& expert, Device device) {
+  ExpertWeights copy;
+  copy.gate_proj = uploaded(expert.gate_proj, device);
+  copy.up_proj = uploaded(expert.up_proj, device);
+  copy.down_proj = uploaded(expert.down_proj, device);
+  copy.gate_bias = uploaded(expert.gate_bias, device);
+  copy.up_bias = uploaded(expert.up_bias, device);
+  copy.down_bias = uploaded(expert.down_bias, device);
+  return copy;
+}
+}  // namespace
+
+ModelWeights weights_on_device(const ModelWeights& host, Device device) {
+  ModelWeights copy;
+  copy.local_experts = host.local_experts;
+  copy.expert_activation = host.expert_activation;
+  copy.embedding = uploaded(host.embedding, device);
+  copy.final_norm = uploaded(host.final_norm, device);
+  const bool tied = host.lm_head.defined() && host.embedding.defined() && host.lm_head.data() == host.embedding.data() &&
+                    host.lm_head.shape() == host.embedding.shape();
+  copy.lm_head = tied ? copy.embedding : uploaded(host.lm_head, device);
+  for (const LayerWeights& layer : host.layers) {
+    LayerWeights to;
+    for (auto [from, into] : {std::pair{&layer.input_norm, &to.input_norm}, std::pair{&layer.q_proj, &to.q_proj},
+                              std::pair{&layer.k_proj, &to.k_proj}, std::pair{&layer.v_proj, &to.v_proj},
+                              std::pair{&layer.o_proj, &to.o_proj}, std::pair{&layer.q_norm, &to.q_norm},
+                              std::pair{&layer.k_norm, &to.k_norm}, std::pair{&layer.q_bias, &to.q_bias},
+                              std::pair{&layer.k_bias, &to.k_bias}, std::pair{&layer.v_bias, &to.v_bias},
+                              std::pair{&layer.o_bias, &to.o_bias}, std::pair{&layer.sinks, &to.sinks},
+                              std::pair{&layer.post_attention_norm, &to.post_attention_norm},
+                              std::pair{&layer.router, &to.router}, std::pair{&layer.router_bias, &to.router_bias},
+                              std::pair{&layer.shared_expert_gate, &to.shared_expert_gate}}) {
+      *into = uploaded(*from, device);
+    }
+    for (const ExpertWeights& expert : layer.experts) to.experts.push_back(uploaded(expert, device));
+    to.shared_expert = uploaded(layer.shared_expert, device);
+    to.dense_mlp = uploaded(layer.dense_mlp, device);
+    copy.layers.push_back(std::move(to));
+  }
+  return copy;
+}
+
 }  // namespace temoe

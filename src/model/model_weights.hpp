@@ -97,6 +97,10 @@ ModelWeights load_model_weights(const SafetensorsCheckpoint& checkpoint, const M
 
 ExpertActivation expert_activation_of(const ModelConfig& config);
 
+// The same weights in `device`'s memory (a tied LM head keeps sharing the embedding's storage);
+// the host copies go when `host` does. For the CUDA backend, which computes on device tensors only.
+ModelWeights weights_on_device(const ModelWeights& host, Device device);
+
 // Total bytes (fp32) of the weights a rank holding `local_experts` keeps resident.
 int64_t resident_weight_bytes(const ModelConfig& config, int64_t experts_per_rank);
 

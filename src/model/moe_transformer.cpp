@@ -159,28 +159,15 @@ MoeInput MoeTransformer::moe_input(int64_t layer, const ForwardState& state) {
 
 namespace {
 
-// The combine weights of the chosen experts from the architecture's gate rule (model_config.hpp).
-// probabilities: softmax over all E logits; logits: the router's own; both [N, E].
-void apply_gate_rule(GateRule rule, const float* logits, const float* probabilities, std::span<const int32_t> chosen,
-                     int64_t count, int64_t experts, int64_t top_k, float* gates) {
-  for (int64_t token = 0; token < count; ++token) {
-    const int32_t* ids = chosen.data() + token * top_k;
-    float* row = gates + token * top_k;
-    if (rule == GateRule::top_k_softmax) {
-      float maximum = -INFINITY;
-      for (int64_t s = 0; s < top_k; ++s) maximum = std::max(maximum, logits[token * experts + ids[s]]);
-      float total = 0.0f;
-      for (int64_t s = 0; s < top_k; ++s) total += row[s] = std::exp(logits[token * experts + ids[s]] - maximum);
-      for (int64_t s = 0; s < top_k; ++s) row[s] /= total;
-      continue;
-    }
-    for (int64_t s = 0; s < top_k; ++s) row[s] = probabilities[token * experts + ids[s]];
-    if (rule == GateRule::renormalised_top_k) {
-      float total = 0.0f;
-      for (int64_t s = 0; s < top_k; ++s) total += row[s];
-      for (int64_t s = 0; s < top_k; ++s) row[s] /= total;
-    }
+// The backend's form of the architecture's gate rule (model_config.hpp). all_experts_softmax
+// keeps the probabilities the top-k read (masked or not, they are the full softmax's).
+Backend::TopKGate top_k_gate(GateRule rule) {
+  switch (rule) {
+    case GateRule::all_experts_softmax: return Backend::TopKGate::probabilities;
+    case GateRule::renormalised_top_k: return Backend::TopKGate::renormalised_probabilities;
+    case GateRule::top_k_softmax: return Backend::TopKGate::softmax_of_chosen_logits;
   }
+  TEMOE_FAIL("unknown gate rule " << static_cast<int>(rule));
 }
 
 }  // namespace
@@ -215,29 +202,19 @@ void MoeTransformer::moe(int64_t layer, ForwardState& state, const MoeInput& inp
     // the teacher's own probabilities: the mask is not a renormalisation).
     TEMOE_CHECK(static_cast<int64_t>(allowed_experts.size()) == count * experts,
                 "moe: " << allowed_experts.size() << " mask flags for " << count << " tokens x " << experts << " experts");
-    TEMOE_CHECK(device == Device::cpu, "expert masks are applied on the host");
-    Tensor masked_logits = input.router_logits.clone();
-    float* logits = masked_logits.data();
     for (int64_t token = 0; token < count; ++token) {
-      int64_t allowed = 0;
-      for (int64_t e = 0; e < experts; ++e) {
-        if (!allowed_experts[static_cast<size_t>(token * experts + e)]) {
-          logits[token * experts + e] = -INFINITY;
-        } else {
-          ++allowed;
-        }
-      }
+      const auto row = allowed_experts.subspan(static_cast<size_t>(token * experts), static_cast<size_t>(experts));
+      const auto allowed = std::count_if(row.begin(), row.end(), [](uint8_t flag) { return flag != 0; });
       TEMOE_CHECK(allowed >= top_k, "moe: token " << token << " may use only " << allowed << " experts, fewer than k = " << top_k);
     }
+    Tensor masked_logits = input.router_logits.clone();
+    backend_.mask_rows(masked_logits, allowed_experts);
     backend_.top_k_rows(masked_logits, static_cast<int>(top_k), chosen, gate_weights);
-    apply_gate_rule(rule, input.router_logits.data(), probabilities.data(), chosen, count, experts, top_k,
-                    gate_weights.data());
+    backend_.top_k_gates(input.router_logits, probabilities, chosen, top_k_gate(rule), gate_weights);
   } else {
     backend_.top_k_rows(probabilities, static_cast<int>(top_k), chosen, gate_weights);
     if (rule != GateRule::all_experts_softmax) {
-      TEMOE_CHECK(device == Device::cpu, "top-k renormalisation runs on the host");
-      apply_gate_rule(rule, input.router_logits.data(), probabilities.data(), chosen, count, experts, top_k,
-                      gate_weights.data());
+      backend_.top_k_gates(input.router_logits, probabilities, chosen, top_k_gate(rule), gate_weights);
     }
   }
   // An exchange leaves the outputs grouped by the rank they came from; the combine reads them there

@@ -94,13 +94,9 @@ void TrainableMoeTransformer::moe_forward(int64_t layer, Tensor& residual, MoeTa
   tape.gate_weights = Tensor({count, top_k}, device);
   backend_.top_k_rows(tape.probabilities, static_cast<int>(top_k), tape.chosen, tape.gate_weights);
   if (config_.normalize_top_k) {
-    TEMOE_CHECK(device == Device::cpu, "top-k renormalisation runs on the host");
-    float* values = tape.gate_weights.data();
-    for (int64_t token = 0; token < count; ++token) {
-      float total = 0.0f;
-      for (int64_t s = 0; s < top_k; ++s) total += values[token * top_k + s];
-      for (int64_t s = 0; s < top_k; ++s) values[token * top_k + s] /= total;
-    }
+    // Mixtral's gates: the chosen probabilities renormalised over the k (the logits are not read).
+    backend_.top_k_gates(tape.probabilities, tape.probabilities, tape.chosen, Backend::TopKGate::renormalised_probabilities,
+                         tape.gate_weights);
   }
   tape.slots = Tensor({count * top_k, width}, device);
   experts_.forward(layer, tape.normed, tape.chosen, top_k, tape.slots, tape.experts);

@@ -77,6 +77,38 @@ class Backend {
   // x += y. x, y: same shape.
   virtual void add_in_place(Tensor& x, const Tensor& y) = 0;
 
+  // ---- Routing inside held masks, and the gate rules (MoeTransformer::moe). Both run where the
+  // router's logits are, so that a device forward never copies them to the host.
+
+  // x[m, n] = -inf wherever allowed[m * N + n] is 0 (the top-k that follows then never picks
+  // those). x: [M, N]; allowed: M * N host flags, like every index argument of this seam.
+  virtual void mask_rows(Tensor& x, std::span<const uint8_t> allowed) = 0;
+
+  // How the combine weights of a token's k chosen experts follow from its router row.
+  enum class TopKGate {
+    probabilities,             // p[chosen]: the full softmax's own values (OLMoE, Qwen without norm_topk_prob)
+    renormalised_probabilities,  // p[chosen] / sum over the k (Mixtral, norm_topk_prob)
+    softmax_of_chosen_logits,  // softmax over the k chosen logits (gpt-oss)
+  };
+  // gates[m, s] for expert chosen[m * k + s] of row m, s ascending in each sum, in fp32 (the CPU's
+  // arithmetic). logits, probabilities: [M, N] (probabilities = softmax of logits; only the rule
+  // in use reads its input); chosen: M * k host ids; gates: [M, k].
+  virtual void top_k_gates(const Tensor& logits, const Tensor& probabilities, std::span<const int32_t> chosen,
+                           TopKGate rule, Tensor& gates) = 0;
+
+  // ---- Self-distillation scores (src/learner/distillation_reward.hpp), per row of two logit
+  // matrices, in double: where the logits are, so that only M numbers per field leave a device.
+  struct LogitComparison {
+    std::span<double> target_log_ratio;  // [M] log p_teacher(target) - log p_student(target)
+    std::span<double> kl;                // [M] KL(p_teacher || p_student)
+    std::span<int32_t> teacher_top;      // [M] argmax of the teacher's row (the first of ties)
+    std::span<int32_t> student_top;      // [M] the student's
+  };
+  // teacher, student: [M, V]; targets: M host ids in [0, V); out: host spans of M entries (a
+  // device backend synchronises).
+  virtual void compare_logits(const Tensor& teacher, const Tensor& student, std::span<const int32_t> targets,
+                              const LogitComparison& out) = 0;
+
   // ---- Architecture variants (Qwen2-MoE, Qwen3-MoE, gpt-oss). The CPU backend has them; a
   // backend without one refuses, naming the operation, instead of computing something else.
 

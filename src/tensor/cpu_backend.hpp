@@ -36,6 +36,12 @@ class CpuBackend final : public Backend {
   void combine_slot_rows(const Tensor& rows, std::span<const int32_t> row_of_slot, const Tensor& weights, Tensor& out,
                          bool accumulate) override;
   void add_in_place(Tensor& x, const Tensor& y) override;
+  // cpu_backend_masked_routing.cpp, cpu_backend_logit_comparison.cpp
+  void mask_rows(Tensor& x, std::span<const uint8_t> allowed) override;
+  void top_k_gates(const Tensor& logits, const Tensor& probabilities, std::span<const int32_t> chosen, TopKGate rule,
+                   Tensor& gates) override;
+  void compare_logits(const Tensor& teacher, const Tensor& student, std::span<const int32_t> targets,
+                      const LogitComparison& out) override;
   // cpu_backend_variants.cpp
   void add_bias(Tensor& x, const Tensor& bias) override;
   void rotary_with_frequencies(Tensor& x, std::span<const double> inverse_frequencies, double scale,

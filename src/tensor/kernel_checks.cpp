@@ -52,4 +52,48 @@ void check_cross_entropy(const Tensor& logits, std::span<const int32_t> targets,
   }
 }
 
+void check_mask_rows(const Tensor& x, std::span<const uint8_t> allowed) {
+  check_rank(x, 2, "mask_rows x");
+  TEMOE_CHECK(static_cast<int64_t>(allowed.size()) == x.numel(),
+              "mask_rows: " << allowed.size() << " flags for x of shape " << shape_string(x.shape()));
+}
+
+void check_top_k_gates(const Tensor& logits, const Tensor& probabilities, std::span<const int32_t> chosen,
+                       const Tensor& gates) {
+  check_rank(logits, 2, "top_k_gates logits");
+  check_shape(probabilities, logits.shape(), "top_k_gates probabilities");
+  check_rank(gates, 2, "top_k_gates gates");
+  const int64_t rows = logits.dim(0), width = logits.dim(1), k = gates.dim(1);
+  TEMOE_CHECK(gates.dim(0) == rows && k >= 1, "top_k_gates: gates of shape " << shape_string(gates.shape()) << " for "
+                                                                               << rows << " rows of logits");
+  TEMOE_CHECK(static_cast<int64_t>(chosen.size()) == rows * k,
+              "top_k_gates: " << chosen.size() << " chosen ids for " << rows << " rows x k = " << k);
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    TEMOE_CHECK(chosen[i] >= 0 && chosen[i] < width, "top_k_gates: chosen id " << chosen[i] << " of row "
+                                                                                << static_cast<int64_t>(i) / k
+                                                                                << " outside [0, " << width << ")");
+  }
+}
+
+void check_logit_comparison(const Tensor& teacher, const Tensor& student, std::span<const int32_t> targets,
+                            std::span<const double> target_log_ratio, std::span<const double> kl,
+                            std::span<const int32_t> teacher_top, std::span<const int32_t> student_top) {
+  check_rank(teacher, 2, "compare_logits teacher");
+  check_shape(student, teacher.shape(), "compare_logits student");
+  const int64_t rows = teacher.dim(0), width = teacher.dim(1);
+  TEMOE_CHECK(width >= 1, "compare_logits: rows of width 0");
+  const auto expect = [rows](size_t size, const char* what) {
+    TEMOE_CHECK(static_cast<int64_t>(size) == rows, "compare_logits: " << size << " " << what << " for " << rows << " rows");
+  };
+  expect(targets.size(), "targets");
+  expect(target_log_ratio.size(), "log-ratio slots");
+  expect(kl.size(), "KL slots");
+  expect(teacher_top.size(), "teacher argmax slots");
+  expect(student_top.size(), "student argmax slots");
+  for (size_t i = 0; i < targets.size(); ++i) {
+    TEMOE_CHECK(targets[i] >= 0 && targets[i] < width,
+                "target token " << targets[i] << " at row " << i << " outside the vocabulary [0, " << width << ")");
+  }
+}
+
 }  // namespace temoe

@@ -27,4 +27,16 @@ AttentionShape check_attention_backward(const Tensor& q, const Tensor& k, const 
 void check_cross_entropy(const Tensor& logits, std::span<const int32_t> targets, const Tensor& losses,
                          const Tensor& grad_logits);
 
+// x: [M, N]; allowed: M * N flags.
+void check_mask_rows(const Tensor& x, std::span<const uint8_t> allowed);
+
+// logits, probabilities: [M, N]; chosen: M * k ids in [0, N); gates: [M, k], k >= 1.
+void check_top_k_gates(const Tensor& logits, const Tensor& probabilities, std::span<const int32_t> chosen,
+                       const Tensor& gates);
+
+// teacher, student: [M, V], V >= 1; targets: M ids in [0, V); every output span M entries.
+void check_logit_comparison(const Tensor& teacher, const Tensor& student, std::span<const int32_t> targets,
+                            std::span<const double> target_log_ratio, std::span<const double> kl,
+                            std::span<const int32_t> teacher_top, std::span<const int32_t> student_top);
+
 }  // namespace temoe

@@ -83,6 +83,25 @@ std::vector<float> Tensor::to_vector() const {
   return values;
 }
 
+Tensor to_device(const Tensor& tensor, Device device) {
+  if (tensor.device() == device) return tensor.clone();
+  Tensor copy(tensor.shape(), device);
+  const size_t bytes = static_cast<size_t>(tensor.numel()) * sizeof(float);
+  if (device == Device::cpu) {
+    copy_to_host(tensor.device(), copy.data(), tensor.data(), bytes);
+  } else {
+    copy_device_memory(device, copy.data(), tensor.data(), bytes);  // an upload from host memory
+  }
+  return copy;
+}
+
+Tensor to_host(const Tensor& tensor) {
+  if (!tensor.defined() || tensor.device() == Device::cpu) return tensor;
+  Tensor copy(tensor.shape());
+  copy_to_host(tensor.device(), copy.data(), tensor.data(), static_cast<size_t>(tensor.numel()) * sizeof(float));
+  return copy;
+}
+
 void check_shape(const Tensor& tensor, const Shape& expected, const char* what) {
   TEMOE_CHECK(tensor.shape() == expected, what << " has shape " << shape_string(tensor.shape())
                                               << ", expected " << shape_string(expected));

@@ -52,6 +52,12 @@ class Tensor {
   Device device_ = Device::cpu;
 };
 
+// A deep copy of `tensor` in `device`'s memory (a device a CPU-only build lacks throws there).
+Tensor to_device(const Tensor& tensor, Device device);
+
+// `tensor` itself when it is in host memory, else a host copy of it (which waits for the device).
+Tensor to_host(const Tensor& tensor);
+
 // Throws with both shapes when `tensor` does not have `expected` shape; `what` names the argument.
 void check_shape(const Tensor& tensor, const Shape& expected, const char* what);
 // Throws, naming the argument and its shape, unless `tensor` has `rank` axes.

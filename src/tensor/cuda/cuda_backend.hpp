@@ -37,6 +37,12 @@ class CudaBackend final : public Backend {
   void scatter_rows(const Tensor& source, std::span<const int32_t> rows, Tensor& out) override;
   void combine_slots(const Tensor& slots, const Tensor& weights, Tensor& out, bool accumulate) override;
   void add_in_place(Tensor& x, const Tensor& y) override;
+  // cuda_masked_routing_kernels.cu, cuda_logit_comparison_kernels.cu
+  void mask_rows(Tensor& x, std::span<const uint8_t> allowed) override;
+  void top_k_gates(const Tensor& logits, const Tensor& probabilities, std::span<const int32_t> chosen, TopKGate rule,
+                   Tensor& gates) override;
+  void compare_logits(const Tensor& teacher, const Tensor& student, std::span<const int32_t> targets,
+                      const LogitComparison& out) override;
 
   void matmul(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) override;
   void matmul_transposed_left(const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) override;

@@ -66,22 +66,25 @@ __device__ inline float block_max(float value, float* scratch) {
   return warp_max(value);
 }
 
-// A device copy of a host index array (rows, targets), from the caching allocator. The copy is
-// queued on the default stream before any kernel that reads it; the block goes back to the cache
-// when this object dies, which is safe because its next user is queued after those kernels.
-class DeviceIndices {
+// A device copy of a host array (row indices, targets, mask flags), from the caching allocator.
+// The copy is queued on the default stream before any kernel that reads it; the block goes back
+// to the cache when this object dies, which is safe because its next user is queued after those
+// kernels.
+template <typename T>
+class DeviceCopy {
  public:
-  explicit DeviceIndices(std::span<const int32_t> host)
-      : size_(host.size()), memory_(allocate_cuda_memory(std::max<size_t>(host.size(), 1) * sizeof(int32_t))) {
-    copy_cuda_memory(memory_.get(), host.data(), host.size() * sizeof(int32_t));
+  explicit DeviceCopy(std::span<const T> host)
+      : size_(host.size()), memory_(allocate_cuda_memory(std::max<size_t>(host.size(), 1) * sizeof(T))) {
+    copy_cuda_memory(memory_.get(), host.data(), host.size() * sizeof(T));
   }
-  const int32_t* data() const { return reinterpret_cast<const int32_t*>(memory_.get()); }
+  const T* data() const { return reinterpret_cast<const T*>(memory_.get()); }
   size_t size() const { return size_; }
 
  private:
   size_t size_;
   std::shared_ptr<float> memory_;
 };
+using DeviceIndices = DeviceCopy<int32_t>;
 
 // Scratch device memory of `count` elements of T, from the caching allocator.
 template <typename T>
