@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numbers>
 
 #include "src/core/counter_random.hpp"
@@ -83,7 +84,7 @@ OptionController::OptionController(ParameterSet& parameters, int64_t layer, int6
               "controller.k_hat = " << config.k_hat << " must lie in [1, " << num_experts << "] (the layer's experts)");
   const std::string prefix = controller_prefix(layer);
   const int64_t embedding = config.embedding_dim, set = config.set_dim, width = config.hidden;
-  const int64_t input = hidden_size + set;
+  const int64_t input = hidden_size + set + kCoverageInputs;
   const auto key = [&](uint64_t piece) { return static_cast<uint64_t>(layer) * 64 + piece; };
   fill_normal(parameters.add(prefix + "expert_embedding", {num_experts, embedding}), 1.0, seed, key(0));
   fill_normal(parameters.add(prefix + "phi.w1", {width, embedding}), 1.0 / std::sqrt(double(embedding)), seed, key(1));
@@ -175,6 +176,25 @@ HiddenProjection OptionController::project(std::span<const float> hidden, int64_
   out.projected = Tensor({rows, 2 * width});
   if (rows > 0) backend.matmul_transposed(out.normed_hidden, stacked, out.projected, false);
   if (with_selection) {
+    // The router's distribution and the mass of its best k_hat experts, for the coverage inputs.
+    out.router_probabilities.resize(static_cast<size_t>(rows * e));
+    out.best_coverage.resize(static_cast<size_t>(rows));
+    std::vector<float> sorted(static_cast<size_t>(e));
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* logits = router_logits.data() + r * e;
+      float* probabilities = out.router_probabilities.data() + r * e;
+      const float largest = *std::max_element(logits, logits + e);
+      double total = 0.0;
+      for (int64_t i = 0; i < e; ++i) total += std::exp(static_cast<double>(logits[i] - largest));
+      for (int64_t i = 0; i < e; ++i) {
+        probabilities[i] = static_cast<float>(std::exp(static_cast<double>(logits[i] - largest)) / total);
+      }
+      std::copy(probabilities, probabilities + e, sorted.begin());
+      std::partial_sort(sorted.begin(), sorted.begin() + config_.k_hat, sorted.end(), std::greater<>());
+      double best = 0.0;
+      for (int64_t m = 0; m < config_.k_hat; ++m) best += sorted[static_cast<size_t>(m)];
+      out.best_coverage[static_cast<size_t>(r)] = static_cast<float>(best);
+    }
     out.selection_logits.resize(static_cast<size_t>(rows * e));
     Tensor logits({rows, e});
     const Tensor h_tensor = Tensor::from_vector({rows, d}, std::vector<float>(hidden.begin(), hidden.end()));
@@ -197,7 +217,7 @@ ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& pro
                                                      std::span<const int64_t> row_indices,
                                                      std::span<const int32_t> masks) const {
   const int64_t d = hidden_size_, e = num_experts_, k_hat = config_.k_hat;
-  const int64_t set = config_.set_dim, width = config_.hidden, input = d + set;
+  const int64_t set = config_.set_dim, width = config_.hidden, input = d + set + kCoverageInputs;
   const bool all_rows = row_indices.empty();
   const int64_t rows = all_rows ? projection.rows : static_cast<int64_t>(row_indices.size());
   TEMOE_CHECK(static_cast<int64_t>(masks.size()) == rows * k_hat,
@@ -228,6 +248,7 @@ ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& pro
   out.q.resize(static_cast<size_t>(rows));
   out.normed_set.resize(static_cast<size_t>(rows * set));
   out.set_norm_scale.resize(static_cast<size_t>(rows));
+  out.coverage.assign(static_cast<size_t>(rows * kCoverageInputs), 0.0f);
   out.termination_hidden.resize(static_cast<size_t>(rows * width));
   out.q_hidden.resize(static_cast<size_t>(rows * width));
   const float* termination_w1 = p.termination_w1->value.data();
@@ -245,6 +266,14 @@ ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& pro
     out.set_norm_scale[r] = z_scale;
     float* nz = out.normed_set.data() + r * set;
     for (int64_t j = 0; j < set; ++j) nz[j] = z[j] * z_scale;
+    float* coverage = out.coverage.data() + r * kCoverageInputs;
+    if (!projection.router_probabilities.empty()) {
+      const float* probabilities = projection.router_probabilities.data() + source(r) * e;
+      double covered = 0.0;
+      for (int64_t m = 0; m < k_hat; ++m) covered += probabilities[masks[static_cast<size_t>(r * k_hat + m)]];
+      coverage[0] = static_cast<float>(covered);
+      coverage[1] = static_cast<float>(projection.best_coverage[static_cast<size_t>(source(r))] - covered);
+    }
     const float* from_h = projection.projected.data() + source(r) * (2 * width);
     float* t_pre = out.termination_hidden.data() + r * width;
     float* q_pre = out.q_hidden.data() + r * width;
@@ -254,6 +283,10 @@ ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& pro
       for (int64_t j = 0; j < set; ++j) {
         t_sum += double(termination_w1[o * input + d + j]) * nz[j];
         q_sum += double(q_w1[o * input + d + j]) * nz[j];
+      }
+      for (int64_t f = 0; f < kCoverageInputs; ++f) {
+        t_sum += double(termination_w1[o * input + d + set + f]) * coverage[f];
+        q_sum += double(q_w1[o * input + d + set + f]) * coverage[f];
       }
       t_pre[o] = static_cast<float>(t_sum);
       q_pre[o] = static_cast<float>(q_sum);
@@ -274,7 +307,8 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
                                 std::span<const int32_t> masks, std::span<const float> d_beta, std::span<const float> d_q,
                                 std::span<const float> d_selection) {
   const int64_t d = hidden_size_, e = num_experts_, k_hat = config_.k_hat;
-  const int64_t embedding = config_.embedding_dim, set = config_.set_dim, width = config_.hidden, input = d + set;
+  const int64_t embedding = config_.embedding_dim, set = config_.set_dim, width = config_.hidden;
+  const int64_t input = d + set + kCoverageInputs;
   const int64_t rows = evaluation.rows;
   const Pieces p = pieces();
   CpuBackend backend;
@@ -287,6 +321,7 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
   // Rows in order, one thread: the per-row sums must not depend on threads.
   for (int64_t r = 0; r < rows; ++r) {
     const float* nz = evaluation.normed_set.data() + r * set;
+    const float* coverage = evaluation.coverage.data() + r * kCoverageInputs;  // inputs: no gradient beyond w1
     float* d_row = d_projected.data() + r * (2 * width);
     std::fill(d_nz.begin(), d_nz.end(), 0.0f);
     const auto through_mlp = [&](float g_out, const float* pre, Parameter* w2, Parameter* b2, Parameter* w1, Parameter* b1,
@@ -301,6 +336,7 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
           w1_grad[j * input + d + k] += d_pre[j] * nz[k];
           d_nz[k] += d_pre[j] * w1->value.data()[j * input + d + k];
         }
+        for (int64_t f = 0; f < kCoverageInputs; ++f) w1_grad[j * input + d + set + f] += d_pre[j] * coverage[f];
       }
     };
     const float g_beta = d_beta.empty() ? 0.0f : d_beta[static_cast<size_t>(r)];

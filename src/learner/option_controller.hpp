@@ -2,13 +2,20 @@
 // The option controllers: one per MoE layer, parameters replicated on every rank. For a token's
 // pre-MoE hidden state h (the router's input, detached) and a held mask w of k_hat experts:
 //   z(w)   = mean over i in w of phi(e_i),   phi = Linear -> GELU -> Linear on expert embeddings
-//   x      = [RMSNorm(h), RMSNorm(z(w))]     (parameter-free RMSNorms)
+//   c(h,w) = [sum_{i in w} p_i,  max_{|v| = k_hat} sum_{i in v} p_i - sum_{i in w} p_i]
+//            the router's probability mass p = softmax(router(h)) that w covers, and how much
+//            less that is than the best mask of k_hat would cover (0 for the reload mask)
+//   x      = [RMSNorm(h), RMSNorm(z(w)), c(h,w)]   (parameter-free RMSNorms)
 //   beta   = sigmoid(MLP_beta(x))            termination probability
 //   Q(h,w) = mu + sigma * MLP_Q(x)           value of holding w; mu, sigma: running mean and
 //                                            standard deviation of Q's targets (PopArt, van Hasselt
 //                                            et al. 2016), so that the MLP learns the shape of Q
 //                                            in unit scale whatever the reward's size
 //   s(h)   = router(h) + W_delta h + b_delta selection logits over E experts
+// The coverage inputs c hand both heads what decides a held mask's worth, measured: without them
+// the critic has to learn from z(w) and h alone whether w still holds the experts h routes to, and
+// on the corpus testbed it did not within 150 steps (the controllers stopped switching even at
+// eta = 0 while a reload would have cut the KL by half; issue 15's note).
 // The value of choosing anew, V_Omega(h) = Q(h, the mask a reload would load), is Q at that mask
 // (src/learner/advantage_estimation.hpp), so there is no separate state-value head. The selection
 // head is a delta on the frozen router's own logits, zero at the start (a reload loads the
@@ -38,6 +45,7 @@ struct ControllerEvaluation {
   Tensor normed_hidden;                  // [rows, D] RMSNorm(h)
   std::vector<float> normed_set;         // [rows, set_dim] RMSNorm(z(w))
   std::vector<float> set_norm_scale;     // [rows] 1 / rms(z)
+  std::vector<float> coverage;           // [rows, kCoverageInputs] c(h, w)
   std::vector<float> termination_hidden; // [rows, hidden] pre-activation
   std::vector<float> q_hidden;           // [rows, hidden] pre-activation
 };
@@ -51,7 +59,14 @@ struct HiddenProjection {
   Tensor normed_hidden;                 // [rows, D]
   Tensor projected;                     // [rows, 2 * hidden]: termination, Q (without biases)
   std::vector<float> selection_logits;  // [rows, E] (only when asked for)
+  // [rows, E] softmax of the router's logits and [rows] the mass of their top k_hat (empty, and
+  // the coverage inputs 0, when no router logits were given).
+  std::vector<float> router_probabilities;
+  std::vector<float> best_coverage;
 };
+
+// c(h, w): covered mass, and the best mask's mass minus it.
+inline constexpr int64_t kCoverageInputs = 2;
 
 class OptionController {
  public:
@@ -98,11 +113,11 @@ class OptionController {
     Parameter* phi_b1;            // [hidden]
     Parameter* phi_w2;            // [set_dim, hidden]
     Parameter* phi_b2;            // [set_dim]
-    Parameter* termination_w1;    // [hidden, D + set_dim]
+    Parameter* termination_w1;    // [hidden, D + set_dim + kCoverageInputs]
     Parameter* termination_b1;    // [hidden]
     Parameter* termination_w2;    // [1, hidden]
     Parameter* termination_b2;    // [1]
-    Parameter* q_w1;              // [hidden, D + set_dim]
+    Parameter* q_w1;              // [hidden, D + set_dim + kCoverageInputs]
     Parameter* q_b1;              // [hidden]
     Parameter* q_w2;              // [1, hidden]
     Parameter* q_b2;              // [1]
