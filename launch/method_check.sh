@@ -7,15 +7,15 @@
 # each with every baseline on the same held-out bytes, printed as tables with spreads and drawn as
 # fronts (runs/method/<part>/front.png).
 #   bash launch/method_check.sh [CONFIG] [SEEDS]       (default configs/corpus-testbed.cfg, "1 2 3")
-# TEMOE_METHOD_ETAS (default "0 0.02 0.05") and TEMOE_METHOD_ETAS_K8 (default "0 0.02") set the
+# TEMOE_METHOD_ETAS (default "0 0.1 0.3") and TEMOE_METHOD_ETAS_K8 (default "0 0.3") set the
 # sweeps; TEMOE_RANKS the ranks. Finished runs are not redone (delete runs/method to start over).
 set -Eeuo pipefail
 trap 'status=$?; echo "method_check: line $LINENO: '\''$BASH_COMMAND'\'' failed with exit $status" >&2; exit $status' ERR
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 config=${1:-configs/corpus-testbed.cfg}
 seeds=${2:-"1 2 3"}
-etas=${TEMOE_METHOD_ETAS:-"0 0.02 0.05"}
-etas_k8=${TEMOE_METHOD_ETAS_K8:-"0 0.02"}
+etas=${TEMOE_METHOD_ETAS:-"0 0.1 0.3"}
+etas_k8=${TEMOE_METHOD_ETAS_K8:-"0 0.3"}
 root=${TEMOE_METHOD_DIR:-runs/method}
 default_eta=$(sed -n 's/^eta *= *//p' "$config" | head -1)
 echo "== k_hat 16: eta sweep (${etas}), seeds ${seeds}"
