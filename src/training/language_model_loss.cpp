@@ -88,8 +88,9 @@ RoutingLocalityLoss routing_locality_loss(const ActivationTape& tape, int64_t wi
                                                 << " for " << batch << " x " << time << " tokens");
     const int64_t experts = probabilities.dim(1);
     const float* p = probabilities.data();
+    // With the term off only the entropies are wanted (they are logged): no gradient rows.
     std::vector<float>& grads = loss.probability_grads[static_cast<size_t>(layer)];
-    grads.assign(static_cast<size_t>(batch * time * experts), 0.0f);
+    if (coefficient != 0.0) grads.assign(static_cast<size_t>(batch * time * experts), 0.0f);
     std::vector<double> mean(static_cast<size_t>(experts));
     for (int64_t first = 0; first < batch * time; first += window) {
       std::fill(mean.begin(), mean.end(), 0.0);
@@ -102,7 +103,9 @@ RoutingLocalityLoss routing_locality_loss(const ActivationTape& tape, int64_t wi
         const double q = std::max(mean[static_cast<size_t>(e)] / static_cast<double>(window), 1e-30);
         entropy -= q * std::log(q);
         const auto grad = static_cast<float>(-scale * (std::log(q) + 1.0) / static_cast<double>(window));
-        for (int64_t t = first; t < first + window; ++t) grads[static_cast<size_t>(t * experts + e)] = grad;
+        if (!grads.empty()) {
+          for (int64_t t = first; t < first + window; ++t) grads[static_cast<size_t>(t * experts + e)] = grad;
+        }
       }
       loss.value += scale * entropy;
       loss.window_entropy[static_cast<size_t>(layer)] += entropy / static_cast<double>(local_windows);

@@ -57,7 +57,8 @@ LoadBalancingLoss load_balancing_loss(std::span<const double> global_routed, con
 // their own (the experts of OLMoE and Mixtral specialise by domain; this one's specialised by byte).
 struct RoutingLocalityLoss {
   double value = 0;  // this rank's share: the shares of all ranks sum to L_loc
-  // Per layer [N * E], token-major: dL_loc/dp_{t,i} = -coefficient (log q_{w(t),i} + 1) / (L W_global window).
+  // Per layer [N * E], token-major: dL_loc/dp_{t,i} = -coefficient (log q_{w(t),i} + 1) / (L W_global window);
+  // empty vectors when the coefficient is 0.
   std::vector<std::vector<float>> probability_grads;
   std::vector<double> window_entropy;  // [L] mean H(q_w) over this rank's windows (nats)
 };
