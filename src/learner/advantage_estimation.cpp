@@ -1,6 +1,7 @@
 #include "src/learner/advantage_estimation.hpp"
 
 #include "src/core/error.hpp"
+#include "src/learner/controller_math.hpp"
 
 namespace temoe {
 
@@ -13,28 +14,10 @@ OptionValueTargets option_value_targets(const OptionTrajectory& trajectory, doub
   OptionValueTargets targets;
   targets.q_target.assign(length, 0.0);
   targets.valid.assign(length, 1);
-  if (length == 0) return targets;
-  // A truncated window: its last position is the bootstrap state, not a step to learn from.
-  const bool truncated = !trajectory.document_end[length - 1];
-  const size_t steps = truncated ? length - 1 : length;
-  if (truncated) targets.valid[length - 1] = 0;
-  double next_return = 0;  // G_{t+1}
-  for (size_t t = steps; t-- > 0;) {
-    double value = trajectory.rewards[t];
-    if (!trajectory.document_end[t]) {
-      const size_t next = t + 1;
-      const double beta = trajectory.beta[next];
-      const double arrival = beta * (trajectory.reload_value[next] - eta) + (1.0 - beta) * trajectory.q_previous[next];
-      value += gamma * arrival;
-      // The path taken continues only where a return G_{t+1} exists (not at the bootstrap state).
-      if (next < steps) {
-        const double taken = next_return - eta * static_cast<double>(trajectory.terminated[next] != 0);
-        value += gamma * lambda * (taken - arrival);
-      }
-    }
-    targets.q_target[t] = value;
-    next_return = value;
-  }
+  controller_math::option_value_targets_sequence(
+      trajectory.rewards.data(), trajectory.q_previous.data(), trajectory.beta.data(), trajectory.reload_value.data(),
+      trajectory.terminated.data(), trajectory.document_end.data(), static_cast<int64_t>(length), gamma, lambda, eta,
+      targets.q_target.data(), targets.valid.data());
   return targets;
 }
 

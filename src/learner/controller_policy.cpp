@@ -3,10 +3,8 @@
 #include <algorithm>
 #include <utility>
 
-#include "src/core/counter_random.hpp"
 #include "src/core/error.hpp"
-#include "src/learner/plackett_luce.hpp"
-#include "src/learner/random_streams.hpp"
+#include "src/learner/controller_math.hpp"
 
 namespace temoe {
 
@@ -65,6 +63,7 @@ LayerDecisions ControllerPolicy::decide_from(const LayerView& view, int64_t firs
   const bool sample_selection = sample_ && controller.config().selection_coefficient != 0;
   std::vector<int64_t> rows(static_cast<size_t>(batch));
   std::vector<int32_t> row_masks(static_cast<size_t>(batch * k_hat));
+  std::vector<double> keys(static_cast<size_t>(experts));
   for (int64_t step = first_step; step < time; ++step) {
     const int64_t t = first_position + step;  // the absolute position keys the draws
     for (int64_t b = 0; b < batch; ++b) {
@@ -74,27 +73,13 @@ LayerDecisions ControllerPolicy::decide_from(const LayerView& view, int64_t firs
     const ControllerEvaluation evaluation = controller.evaluate_rows(projection, rows, row_masks);
     for (int64_t b = 0; b < batch; ++b) {
       const int64_t position = b * time + step;
-      const auto sequence = static_cast<uint64_t>(view.sequence_ids[static_cast<size_t>(b)]);
-      const float beta = evaluation.beta[static_cast<size_t>(b)];
-      CounterRandom termination_random(seed_, {static_cast<uint64_t>(view.step), sequence, static_cast<uint64_t>(view.layer),
-                                               static_cast<uint64_t>(t), stream_key(RandomStream::termination)});
-      const bool terminate = termination_random.uniform() < beta;
-      std::vector<int32_t> previous = held[static_cast<size_t>(b)];
-      if (terminate) {
-        const std::span<const float> logits(evaluation.selection_logits.data() + b * experts, static_cast<size_t>(experts));
-        std::vector<int32_t> tuple;
-        if (sample_selection) {
-          CounterRandom random(seed_, {static_cast<uint64_t>(view.step), sequence, static_cast<uint64_t>(view.layer),
-                                       static_cast<uint64_t>(t), stream_key(RandomStream::selection)});
-          tuple = sample_plackett_luce(logits, k_hat, random);
-        } else {
-          tuple = greedy_top(logits, k_hat);
-        }
-        std::copy(tuple.begin(), tuple.end(), decisions.selected_tuples.begin() + position * k_hat);
-        std::sort(tuple.begin(), tuple.end());
-        held[static_cast<size_t>(b)] = tuple;
-      }
-      record_mask(decisions, position, held[static_cast<size_t>(b)], previous, false, terminate);
+      std::vector<int32_t>& mask = held[static_cast<size_t>(b)];
+      const std::vector<int32_t> previous = mask;
+      const bool terminate = controller_math::decide_row(
+          seed_, view.step, view.sequence_ids[static_cast<size_t>(b)], view.layer, t, evaluation.beta[static_cast<size_t>(b)],
+          evaluation.selection_logits.data() + b * experts, experts, k_hat, sample_selection, keys.data(),
+          decisions.selected_tuples.data() + position * k_hat, mask.data());
+      record_mask(decisions, position, mask, previous, false, terminate);
     }
   }
   return decisions;

@@ -7,24 +7,18 @@
 
 #include "src/core/counter_random.hpp"
 #include "src/core/error.hpp"
+#include "src/learner/controller_kernels.hpp"
+#include "src/learner/controller_math.hpp"
 #include "src/tensor/cpu_backend.hpp"
 
 namespace temoe {
 
 namespace {
 
-constexpr float kNormEpsilon = 1e-6f;
 constexpr double kScaleFloor = 1e-4;  // sigma^2 >= this: a constant target does not divide by zero
 
-float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * static_cast<float>(std::numbers::sqrt2 / 2))); }
-
-float gelu_derivative(float x) {
-  const float cdf = 0.5f * (1.0f + std::erf(x * static_cast<float>(std::numbers::sqrt2 / 2)));
-  const float pdf = std::exp(-0.5f * x * x) * static_cast<float>(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
-  return cdf + x * pdf;
-}
-
-float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+using controller_math::gelu;
+using controller_math::gelu_derivative;
 
 // y = W x + b for one row; W: [out, in] row-major. Accumulates in double so the result does not
 // depend on vectorisation.
@@ -51,13 +45,6 @@ void linear_backward(const float* w, const float* x, const float* dy, float* dw,
       if (dx) dx[i] += g * w_row[i];
     }
   }
-}
-
-// Scale so that x * scale has unit root-mean-square.
-float rms_scale(const float* x, int64_t n) {
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
-  return static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(n) + kNormEpsilon));
 }
 
 void fill_normal(Parameter& parameter, double scale, uint64_t seed, uint64_t key) {
@@ -116,6 +103,14 @@ OptionController::Pieces OptionController::pieces() const {
           get("selection.delta_w"), get("selection.delta_b")};
 }
 
+controller_math::HeadWeights OptionController::head_weights() const {
+  const Pieces p = pieces();
+  return {p.termination_w1->value.data(), p.termination_b1->value.data(), p.termination_w2->value.data(),
+          p.termination_b2->value.data(), p.q_w1->value.data(), p.q_b1->value.data(), p.q_w2->value.data(),
+          p.q_b2->value.data(), p.q_target_mean->value.data(), p.q_target_scale->value.data(), hidden_size_,
+          config_.set_dim, config_.hidden, config_.k_hat, num_experts_};
+}
+
 namespace {
 
 // Rows [0, rows) x columns [first, first + width) of a row-major [rows, stride] matrix, copied.
@@ -165,7 +160,7 @@ HiddenProjection OptionController::project(std::span<const float> hidden, int64_
   out.normed_hidden = Tensor({rows, d});
   for (int64_t r = 0; r < rows; ++r) {
     const float* h = hidden.data() + r * d;
-    const float scale = rms_scale(h, d);
+    const float scale = controller_math::rms_scale(h, d);
     for (int64_t i = 0; i < d; ++i) out.normed_hidden.data()[r * d + i] = h[i] * scale;
   }
   // The h-parts of both MLPs' first layers, for all rows in one GEMM: [rows, 2 * width].
@@ -179,21 +174,9 @@ HiddenProjection OptionController::project(std::span<const float> hidden, int64_
     // The router's distribution and the mass of its best k_hat experts, for the coverage inputs.
     out.router_probabilities.resize(static_cast<size_t>(rows * e));
     out.best_coverage.resize(static_cast<size_t>(rows));
-    std::vector<float> sorted(static_cast<size_t>(e));
     for (int64_t r = 0; r < rows; ++r) {
-      const float* logits = router_logits.data() + r * e;
-      float* probabilities = out.router_probabilities.data() + r * e;
-      const float largest = *std::max_element(logits, logits + e);
-      double total = 0.0;
-      for (int64_t i = 0; i < e; ++i) total += std::exp(static_cast<double>(logits[i] - largest));
-      for (int64_t i = 0; i < e; ++i) {
-        probabilities[i] = static_cast<float>(std::exp(static_cast<double>(logits[i] - largest)) / total);
-      }
-      std::copy(probabilities, probabilities + e, sorted.begin());
-      std::partial_sort(sorted.begin(), sorted.begin() + config_.k_hat, sorted.end(), std::greater<>());
-      double best = 0.0;
-      for (int64_t m = 0; m < config_.k_hat; ++m) best += sorted[static_cast<size_t>(m)];
-      out.best_coverage[static_cast<size_t>(r)] = static_cast<float>(best);
+      out.best_coverage[static_cast<size_t>(r)] = controller_math::router_coverage_row(
+          router_logits.data() + r * e, e, config_.k_hat, out.router_probabilities.data() + r * e);
     }
     out.selection_logits.resize(static_cast<size_t>(rows * e));
     Tensor logits({rows, e});
@@ -217,13 +200,12 @@ ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& pro
                                                      std::span<const int64_t> row_indices,
                                                      std::span<const int32_t> masks) const {
   const int64_t d = hidden_size_, e = num_experts_, k_hat = config_.k_hat;
-  const int64_t set = config_.set_dim, width = config_.hidden, input = d + set + kCoverageInputs;
+  const int64_t set = config_.set_dim, width = config_.hidden;
   const bool all_rows = row_indices.empty();
   const int64_t rows = all_rows ? projection.rows : static_cast<int64_t>(row_indices.size());
   TEMOE_CHECK(static_cast<int64_t>(masks.size()) == rows * k_hat,
               "controller layer " << layer_ << ": " << masks.size() << " mask ids for " << rows << " rows x k_hat " << k_hat);
   const auto source = [&](int64_t r) { return all_rows ? r : row_indices[static_cast<size_t>(r)]; };
-  const Pieces p = pieces();
   ControllerEvaluation out;
   out.rows = rows;
   out.phi_hidden = projection.phi_hidden;
@@ -251,54 +233,15 @@ ControllerEvaluation OptionController::evaluate_rows(const HiddenProjection& pro
   out.coverage.assign(static_cast<size_t>(rows * kCoverageInputs), 0.0f);
   out.termination_hidden.resize(static_cast<size_t>(rows * width));
   out.q_hidden.resize(static_cast<size_t>(rows * width));
-  const float* termination_w1 = p.termination_w1->value.data();
-  const float* q_w1 = p.q_w1->value.data();
-  std::vector<float> z(static_cast<size_t>(set)), act(static_cast<size_t>(width));
+  const controller_math::HeadWeights weights = head_weights();
   for (int64_t r = 0; r < rows; ++r) {
-    std::fill(z.begin(), z.end(), 0.0f);
-    for (int64_t m = 0; m < k_hat; ++m) {
-      const int32_t expert = masks[static_cast<size_t>(r * k_hat + m)];
-      const float* row = out.phi_out.data() + static_cast<int64_t>(expert) * set;
-      for (int64_t j = 0; j < set; ++j) z[j] += row[j];
-    }
-    for (auto& value : z) value /= static_cast<float>(k_hat);
-    const float z_scale = rms_scale(z.data(), set);
-    out.set_norm_scale[r] = z_scale;
-    float* nz = out.normed_set.data() + r * set;
-    for (int64_t j = 0; j < set; ++j) nz[j] = z[j] * z_scale;
-    float* coverage = out.coverage.data() + r * kCoverageInputs;
-    if (!projection.router_probabilities.empty()) {
-      const float* probabilities = projection.router_probabilities.data() + source(r) * e;
-      double covered = 0.0;
-      for (int64_t m = 0; m < k_hat; ++m) covered += probabilities[masks[static_cast<size_t>(r * k_hat + m)]];
-      coverage[0] = static_cast<float>(covered);
-      coverage[1] = static_cast<float>(projection.best_coverage[static_cast<size_t>(source(r))] - covered);
-    }
-    const float* from_h = projection.projected.data() + source(r) * (2 * width);
-    float* t_pre = out.termination_hidden.data() + r * width;
-    float* q_pre = out.q_hidden.data() + r * width;
-    for (int64_t o = 0; o < width; ++o) {
-      double t_sum = double(from_h[o]) + p.termination_b1->value.data()[o];
-      double q_sum = double(from_h[width + o]) + p.q_b1->value.data()[o];
-      for (int64_t j = 0; j < set; ++j) {
-        t_sum += double(termination_w1[o * input + d + j]) * nz[j];
-        q_sum += double(q_w1[o * input + d + j]) * nz[j];
-      }
-      for (int64_t f = 0; f < kCoverageInputs; ++f) {
-        t_sum += double(termination_w1[o * input + d + set + f]) * coverage[f];
-        q_sum += double(q_w1[o * input + d + set + f]) * coverage[f];
-      }
-      t_pre[o] = static_cast<float>(t_sum);
-      q_pre[o] = static_cast<float>(q_sum);
-    }
-    for (int64_t j = 0; j < width; ++j) act[j] = gelu(t_pre[j]);
-    float logit;
-    linear(p.termination_w2->value.data(), p.termination_b2->value.data(), act.data(), &logit, 1, width);
-    out.beta[r] = sigmoid(logit);
-    for (int64_t j = 0; j < width; ++j) act[j] = gelu(q_pre[j]);
-    float raw;
-    linear(p.q_w2->value.data(), p.q_b2->value.data(), act.data(), &raw, 1, width);
-    out.q[r] = p.q_target_mean->value.data()[0] + p.q_target_scale->value.data()[0] * raw;
+    const bool with_coverage = !projection.router_probabilities.empty();
+    controller_math::heads_forward_row(
+        weights, projection.projected.data() + source(r) * (2 * width), out.phi_out.data(),
+        masks.data() + r * k_hat, with_coverage ? projection.router_probabilities.data() + source(r) * e : nullptr,
+        with_coverage ? projection.best_coverage[static_cast<size_t>(source(r))] : 0.0f,
+        {out.beta.data() + r, out.q.data() + r, out.normed_set.data() + r * set, out.set_norm_scale.data() + r,
+         out.coverage.data() + r * kCoverageInputs, out.termination_hidden.data() + r * width, out.q_hidden.data() + r * width});
   }
   return out;
 }
@@ -310,61 +253,32 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
   const int64_t embedding = config_.embedding_dim, set = config_.set_dim, width = config_.hidden;
   const int64_t input = d + set + kCoverageInputs;
   const int64_t rows = evaluation.rows;
+  std::vector<float> act(static_cast<size_t>(width));
   const Pieces p = pieces();
   CpuBackend backend;
   // Gradients of the h-side pre-activations, [rows, 2 * width]: termination, Q.
   std::vector<float> d_projected(static_cast<size_t>(rows * (2 * width)), 0.0f);
   std::vector<float> d_phi_out(static_cast<size_t>(e * set), 0.0f);
-  std::vector<float> act(static_cast<size_t>(width)), d_nz(static_cast<size_t>(set)), d_z(static_cast<size_t>(set));
-  float* termination_w1_grad = p.termination_w1->gradient.data();
-  float* q_w1_grad = p.q_w1->gradient.data();
-  // Rows in order, one thread: the per-row sums must not depend on threads.
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* nz = evaluation.normed_set.data() + r * set;
-    const float* coverage = evaluation.coverage.data() + r * kCoverageInputs;  // inputs: no gradient beyond w1
-    float* d_row = d_projected.data() + r * (2 * width);
-    std::fill(d_nz.begin(), d_nz.end(), 0.0f);
-    const auto through_mlp = [&](float g_out, const float* pre, Parameter* w2, Parameter* b2, Parameter* w1, Parameter* b1,
-                                 float* w1_grad, float* d_pre) {
-      for (int64_t j = 0; j < width; ++j) act[j] = gelu(pre[j]);
-      b2->gradient.data()[0] += g_out;
-      for (int64_t j = 0; j < width; ++j) {
-        w2->gradient.data()[j] += g_out * act[j];
-        d_pre[j] = g_out * w2->value.data()[j] * gelu_derivative(pre[j]);
-        b1->gradient.data()[j] += d_pre[j];
-        for (int64_t k = 0; k < set; ++k) {
-          w1_grad[j * input + d + k] += d_pre[j] * nz[k];
-          d_nz[k] += d_pre[j] * w1->value.data()[j * input + d + k];
-        }
-        for (int64_t f = 0; f < kCoverageInputs; ++f) w1_grad[j * input + d + set + f] += d_pre[j] * coverage[f];
-      }
-    };
-    const float g_beta = d_beta.empty() ? 0.0f : d_beta[static_cast<size_t>(r)];
-    if (g_beta != 0.0f) {
-      const float beta = evaluation.beta[static_cast<size_t>(r)];
-      through_mlp(g_beta * beta * (1.0f - beta), evaluation.termination_hidden.data() + r * width, p.termination_w2,
-                  p.termination_b2, p.termination_w1, p.termination_b1, termination_w1_grad, d_row);
-    }
-    const float g_q = d_q.empty() ? 0.0f : d_q[static_cast<size_t>(r)];
-    if (g_q != 0.0f) {
-      through_mlp(g_q * p.q_target_scale->value.data()[0], evaluation.q_hidden.data() + r * width, p.q_w2, p.q_b2, p.q_w1, p.q_b1, q_w1_grad, d_row + width);
-    }
-    // Through RMSNorm(z) (y = z * s): dz = s * (dy - y * mean(dy * y)); h is detached.
-    double mean = 0;
-    for (int64_t j = 0; j < set; ++j) mean += static_cast<double>(d_nz[j]) * nz[j];
-    mean /= static_cast<double>(set);
-    bool any = false;
-    const float scale = evaluation.set_norm_scale[static_cast<size_t>(r)];
-    for (int64_t j = 0; j < set; ++j) {
-      d_z[j] = scale * (d_nz[j] - nz[j] * static_cast<float>(mean));
-      any = any || d_z[j] != 0.0f;
-    }
-    if (!any) continue;
-    for (int64_t m = 0; m < k_hat; ++m) {
-      float* target = d_phi_out.data() + static_cast<int64_t>(masks[static_cast<size_t>(r * k_hat + m)]) * set;
-      for (int64_t j = 0; j < set; ++j) target[j] += d_z[j] / static_cast<float>(k_hat);
-    }
+  std::vector<float> d_z(static_cast<size_t>(rows * set)), head_gradients(static_cast<size_t>(rows * 2));
+  const controller_math::HeadWeights weights = head_weights();
+  // The evaluation's arrays as the row functions' (const: the backward only reads them).
+  const auto tape_pointer = [](const std::vector<float>& values) { return const_cast<float*>(values.data()); };
+  const controller_kernels::HeadArrays tape{tape_pointer(evaluation.beta),           tape_pointer(evaluation.q),
+                                            tape_pointer(evaluation.normed_set),     tape_pointer(evaluation.set_norm_scale),
+                                            tape_pointer(evaluation.coverage),       tape_pointer(evaluation.termination_hidden),
+                                            tape_pointer(evaluation.q_hidden)};
+  const controller_kernels::HeadGradients gradients{head_gradients.data(), d_projected.data(), d_z.data()};
+  controller_kernels::heads_backward(Device::cpu, weights, rows, tape, d_beta.empty() ? nullptr : d_beta.data(),
+                                     d_q.empty() ? nullptr : d_q.data(), gradients);
+  Parameter* const heads[2][4] = {{p.termination_w1, p.termination_b1, p.termination_w2, p.termination_b2},
+                                        {p.q_w1, p.q_b1, p.q_w2, p.q_b2}};
+  for (int head = 0; head < 2; ++head) {
+    if ((head == 0 ? d_beta : d_q).empty()) continue;
+    const controller_kernels::HeadWeightGradients out{heads[head][0]->gradient.data(), heads[head][1]->gradient.data(),
+                                                      heads[head][2]->gradient.data(), heads[head][3]->gradient.data()};
+    controller_kernels::head_weight_gradients(Device::cpu, weights, head, rows, tape, gradients, out);
   }
+  controller_kernels::set_encoding_gradients(Device::cpu, d_z.data(), masks.data(), rows, k_hat, e, set, d_phi_out.data());
   if (rows > 0) {
     // Weight gradients of the h-parts: [2 * width, D] = d_projected^T . RMSNorm(h), one GEMM.
     const Tensor d_projected_t = transposed(d_projected.data(), rows, 2 * width);
@@ -373,8 +287,8 @@ void OptionController::backward(const ControllerEvaluation& evaluation, std::spa
     backend.matmul_transposed(d_projected_t, normed_t, stacked_grad, false);
     for (int64_t o = 0; o < width; ++o) {
       for (int64_t i = 0; i < d; ++i) {
-        termination_w1_grad[o * input + i] += stacked_grad.data()[o * d + i];
-        q_w1_grad[o * input + i] += stacked_grad.data()[(width + o) * d + i];
+        p.termination_w1->gradient.data()[o * input + i] += stacked_grad.data()[o * d + i];
+        p.q_w1->gradient.data()[o * input + i] += stacked_grad.data()[(width + o) * d + i];
       }
     }
     if (!d_selection.empty()) {

@@ -22,13 +22,15 @@
 // router's top-k_hat) and trained at its own, smaller learning rate
 // (controller.selection_learning_rate): a step at the controllers' rate would move a head that
 // starts as the router's weights (RMS ~0.04) by several percent.
-// Forward and backward are written by hand: the MLPs are small and run on the host. The parts
+// Forward and backward are written by hand: the MLPs are small; their per-row arithmetic is
+// src/learner/controller_math.hpp's, which the CUDA kernels share. The parts
 // that see h (D wide) run as GEMMs over all rows at once; the mask-dependent parts are per row.
 #include <cstdint>
 #include <span>
 #include <vector>
 
 #include "src/learner/controller_config.hpp"
+#include "src/learner/controller_math.hpp"
 #include "src/tensor/parameter_set.hpp"
 
 namespace temoe {
@@ -66,7 +68,7 @@ struct HiddenProjection {
 };
 
 // c(h, w): covered mass, and the best mask's mass minus it.
-inline constexpr int64_t kCoverageInputs = 2;
+inline constexpr int64_t kCoverageInputs = controller_math::kCoverageInputs;
 
 class OptionController {
  public:
@@ -105,6 +107,9 @@ class OptionController {
   // what it was.
   void update_value_statistics(double batch_mean, double batch_second_moment, double rate);
   double value_scale() const;
+
+  // Pointers into the parameters (wherever they live), for the row functions of controller_math.hpp.
+  controller_math::HeadWeights head_weights() const;
 
  private:
   struct Pieces {
