@@ -9,6 +9,7 @@ using Arguments = std::vector<std::string>;
 
 int run_forward(const Arguments& arguments);
 int run_init_model(const Arguments& arguments);
+int run_init_adapters(const Arguments& arguments);
 int run_inspect(const Arguments& arguments);
 int run_bench(const Arguments& arguments);
 int run_checkpoint_stress(const Arguments& arguments);  // hidden: for the kill-loop test

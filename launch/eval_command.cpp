@@ -136,10 +136,11 @@ int run_eval(const Arguments& arguments) {
   options.add_options()
       ("model", po::value<std::string>(), "model directory (overrides model.dir)")
       ("run-dir", po::value<std::string>(), "a training run whose controller.h5 is evaluated (without: baselines only)")
-      ("json", po::value<std::string>(), "write the figures to this JSON file");
+      ("json", po::value<std::string>(), "write the figures to this JSON file")
+      ("adapters", po::value<std::string>(), "a PEFT LoRA adapter directory: every masked student runs with it, the teacher without");
   const auto parsed = parse_command_line("eval", arguments, options);
   if (parsed.help) {
-    std::cout << command_help("[mpirun -np N] temoe eval --config FILE [--run-dir DIR] --json FILE", options);
+    std::cout << command_help("[mpirun -np N] temoe eval --config FILE [--run-dir DIR] [--adapters DIR] --json FILE", options);
     return 0;
   }
   const auto& values = parsed.values;
@@ -163,9 +164,11 @@ int run_eval(const Arguments& arguments) {
   auto model = load_distributed_model(model_directory_from(values, "eval"),
                                       parse_device(values["runtime.device"].as<std::string>()), world,
                                       values["parallel.ep_size"].as<int>(),
-                                      values["parallel.placement"].as<std::string>());
+                                      values["parallel.placement"].as<std::string>(),
+                                      values.count("adapters") ? values["adapters"].as<std::string>() : std::string());
   set_dispatch_mode(*model, values["parallel.dispatch"].as<std::string>());
   const ModelConfig& model_config = model->config;
+  model->transformer->set_adapters_enabled(false);  // the teacher is the frozen model; students switch them on
   const data::TokenDataset dataset = read_training_data(values, true, "eval");
   // A different order than training's (the held-out file is the usual protection; this is the second).
   data::BatchSampler sampler(dataset, {time, config.seed + 0x9E3779B9ull, true});
@@ -203,7 +206,9 @@ int run_eval(const Arguments& arguments) {
       if (oracle_to_feed) oracle_to_feed->set_domains(batch.topics);
       Rollout masked;
       if (policy) {
+        model->transformer->set_adapters_enabled(true);
         masked = run_rollout(*model->transformer, batch.tokens, batch.batch, batch.time, policy, batch.global_index, index);
+        model->transformer->set_adapters_enabled(false);
       }
       const Rollout& student = policy ? masked : teacher;
       const TokenScores scores = score_tokens(*model->backend, teacher.logits, student.logits, batch.targets, config.reward);
@@ -302,6 +307,8 @@ int run_eval(const Arguments& arguments) {
   if (world.rank() == 0) {
     nlohmann::json report = controller.to_json(layers, experts);
     report["trained"] = trained;
+    // The students' LoRA adapters (null: the frozen model's experts alone).
+    report["adapters"] = values.count("adapters") ? nlohmann::json(values["adapters"].as<std::string>()) : nlohmann::json(nullptr);
     report["k_hat"] = k_hat;
     report["tokens"] = controller.tokens;
     if (!topic_expert_mutual_information.empty()) {

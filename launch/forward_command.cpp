@@ -20,11 +20,12 @@ int run_forward(const Arguments& arguments) {
       ("model", po::value<std::string>(), "model directory (overrides model.dir)")
       ("tokens", po::value<std::string>(), "input token ids, .npy int32 or int64 of shape [B, T]")
       ("out", po::value<std::string>(), "output logits, .npy float32 of shape [B, T, V] (written by rank 0)")
-      ("json", po::value<std::string>(), "also write per-rank figures (peak memory, bytes read, traffic) here");
+      ("json", po::value<std::string>(), "also write per-rank figures (peak memory, bytes read, traffic) here")
+      ("adapters", po::value<std::string>(), "a PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors) to apply");
   const auto parsed = parse_command_line("forward", arguments, options);
   if (parsed.help) {
     std::cout << command_help("[mpirun -np N] temoe forward --model DIR --tokens IN.npy --out OUT.npy "
-                              "[--parallel.ep_size=X] [--config FILE]",
+                              "[--adapters DIR] [--parallel.ep_size=X] [--config FILE]",
                               options);
     return 0;
   }
@@ -45,7 +46,8 @@ int run_forward(const Arguments& arguments) {
   const TokenArray tokens = read_token_npy(token_path);
   auto model = load_distributed_model(model_dir, parse_device(values["runtime.device"].as<std::string>()), world,
                                       values["parallel.ep_size"].as<int>(),
-                                      values["parallel.placement"].as<std::string>());
+                                      values["parallel.placement"].as<std::string>(),
+                                      values.count("adapters") ? values["adapters"].as<std::string>() : std::string());
   if (const auto fault = fault_point_from_environment()) {
     model->experts = std::make_unique<FaultInjectingExperts>(std::move(model->experts), *fault, world.rank());
     model->transformer = std::make_unique<MoeTransformer>(model->config, model->weights, *model->backend, *model->experts);

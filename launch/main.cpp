@@ -21,6 +21,7 @@ const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> table = {
       {"forward", {temoe::launch::run_forward, "logits of a model for a batch of token sequences (.npy in, .npy out)"}},
       {"init-model", {temoe::launch::run_init_model, "write a random model in the Hugging Face safetensors layout"}},
+      {"init-adapters", {temoe::launch::run_init_adapters, "write new LoRA adapters for a model in Hugging Face PEFT's layout"}},
       {"inspect", {temoe::launch::run_inspect, "architecture, parameter counts and bytes per rank of a model"}},
       {"train", {temoe::launch::run_train, "train the option controllers (teacher-forced, data-parallel under mpirun)"}},
       {"eval", {temoe::launch::run_eval, "a trained controller against top-k, fixed, random and greedy-cache baselines"}},

@@ -22,16 +22,21 @@ std::unique_ptr<LoadedModel> load_local_model(const std::filesystem::path& direc
 
 std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
                                                     Communicator& world, int ep_size,
-                                                    const std::filesystem::path& placement_file) {
-  return load_distributed_model(directory, device, world, ep_size, [&](int64_t num_experts, int ranks) {
-    return placement_file.empty() ? ExpertPlacement::contiguous(num_experts, ranks)
-                                  : read_placement_file(placement_file, num_experts, ranks);
-  });
+                                                    const std::filesystem::path& placement_file,
+                                                    const std::filesystem::path& adapters) {
+  return load_distributed_model(
+      directory, device, world, ep_size,
+      [&](int64_t num_experts, int ranks) {
+        return placement_file.empty() ? ExpertPlacement::contiguous(num_experts, ranks)
+                                      : read_placement_file(placement_file, num_experts, ranks);
+      },
+      adapters);
 }
 
 std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
                                                     Communicator& world, int ep_size,
-                                                    const PlacementChooser& choose_placement) {
+                                                    const PlacementChooser& choose_placement,
+                                                    const std::filesystem::path& adapters) {
   select_rank_device(device);  // before the first allocation on it
   auto model = std::make_unique<LoadedModel>();
   model->config = ModelConfig::from_file(directory / "config.json");
@@ -40,6 +45,7 @@ std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path&
   model->checkpoint = std::make_unique<SafetensorsCheckpoint>(directory);
   model->weights = load_model_weights(*model->checkpoint, model->config,
                                       ExpertSet::of(placement.experts_of(model->grid->ep_rank())));
+  if (!adapters.empty()) model->adapters = load_lora_adapters(adapters, model->config, model->weights);
   if (device != Device::cpu) model->weights = weights_on_device(model->weights, device);
   model->backend = make_backend(device);
   if (model->grid->shape().ep_size == 1) {

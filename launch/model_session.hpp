@@ -4,9 +4,11 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "parallel/process_grid.hpp"
 #include "parallel/token_dispatcher.hpp"
+#include "src/model/lora_adapters.hpp"
 #include "src/model/moe_transformer.hpp"
 #include "src/model/safetensors_checkpoint.hpp"
 
@@ -25,6 +27,7 @@ struct LoadedModel {
   std::unique_ptr<Communicator> device_expert_parallel;
   std::unique_ptr<ExpertExecutor> experts;
   std::unique_ptr<MoeTransformer> transformer;
+  std::optional<LoraSettings> adapters;  // read from --adapters DIR (this rank's share), else none
 };
 
 // Reads config.json and all weights of `directory` on this process (no expert parallelism).
@@ -32,9 +35,12 @@ std::unique_ptr<LoadedModel> load_local_model(const std::filesystem::path& direc
 
 // Lays the world out as a grid with `ep_size` (0: automatic) and loads this rank's slice: the
 // experts `placement_file` assigns it (launch/placement_file.hpp), or by default a contiguous block.
+// adapters: a PEFT LoRA directory (src/model/lora_adapters.hpp) whose adapters join the weights
+// this rank holds (empty: none).
 std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
                                                     Communicator& world, int ep_size,
-                                                    const std::filesystem::path& placement_file = {});
+                                                    const std::filesystem::path& placement_file = {},
+                                                    const std::filesystem::path& adapters = {});
 
 // Chooses the expert placement once the grid is laid out: E experts over X expert-parallel ranks.
 using PlacementChooser = std::function<ExpertPlacement(int64_t num_experts, int ep_size)>;
@@ -43,7 +49,8 @@ using PlacementChooser = std::function<ExpertPlacement(int64_t num_experts, int 
 // resumes, launch/resume_placement.hpp).
 std::unique_ptr<LoadedModel> load_distributed_model(const std::filesystem::path& directory, Device device,
                                                     Communicator& world, int ep_size,
-                                                    const PlacementChooser& choose_placement);
+                                                    const PlacementChooser& choose_placement,
+                                                    const std::filesystem::path& adapters = {});
 
 // parallel.dispatch: sets the model's dispatcher to token or option mode (nothing to do without
 // expert parallelism); throws naming the key and the value otherwise.

@@ -29,16 +29,26 @@ class ExpertExecutor {
   // same either way.
   virtual void run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k, Tensor& slots,
                    const std::vector<uint8_t>* held_masks) = 0;
+
+  // Whether the experts' LoRA adapters (where loaded) take part: the student runs with them, the
+  // frozen teacher without. Every rank of an expert-parallel group sets it alike, in step.
+  void set_adapters_enabled(bool enabled) { adapters_enabled_ = enabled; }
+  bool adapters_enabled() const { return adapters_enabled_; }
+
+ private:
+  bool adapters_enabled_ = true;
 };
 
 // Applies one expert's SwiGLU FFN (with its biases and activation, gpt-oss's when `activation`
 // says so) to the rows of `hidden` listed in `rows` and writes the results to `slots` at
 // `slot_rows`. hidden: [N, D]; slots: [N * k, D].
+// with_adapters: add the FFN's LoRA adapters (where defined).
 void apply_expert(Backend& backend, const ExpertWeights& expert, const Tensor& hidden, std::span<const int32_t> rows,
-                  std::span<const int32_t> slot_rows, Tensor& slots, const ExpertActivation& activation = {});
+                  std::span<const int32_t> slot_rows, Tensor& slots, const ExpertActivation& activation = {},
+                  bool with_adapters = false);
 // The same FFN on every row of `hidden` ([N, D]; out: [N, D]): a shared expert or a dense MLP.
 void apply_ffn(Backend& backend, const ExpertWeights& ffn, const Tensor& hidden, Tensor& out,
-               const ExpertActivation& activation = {});
+               const ExpertActivation& activation = {}, bool with_adapters = false);
 
 class LocalExperts final : public ExpertExecutor {
  public:

@@ -14,11 +14,13 @@ ExpertParallelExperts::ExpertParallelExperts(Backend& backend, const ModelWeight
 
 namespace {
 
-LocalExpertFunction layer_experts(Backend& backend, const LayerWeights& layer_weights, const ExpertActivation& activation) {
-  return [&backend, &layer_weights, &activation](int64_t local_expert, const Tensor& input, std::span<const int32_t> rows,
-                                                 std::span<const int32_t> output_rows, Tensor& output) {
+LocalExpertFunction layer_experts(Backend& backend, const LayerWeights& layer_weights, const ExpertActivation& activation,
+                                  bool with_adapters) {
+  return [&backend, &layer_weights, &activation, with_adapters](int64_t local_expert, const Tensor& input,
+                                                                std::span<const int32_t> rows,
+                                                                std::span<const int32_t> output_rows, Tensor& output) {
     apply_expert(backend, layer_weights.experts.at(static_cast<size_t>(local_expert)), input, rows, output_rows, output,
-                 activation);
+                 activation, with_adapters);
   };
 }
 
@@ -31,7 +33,7 @@ HeldMasksView held_view(int64_t layer, const std::vector<uint8_t>* held_masks) {
 void ExpertParallelExperts::run(int64_t layer, const Tensor& hidden, std::span<const int32_t> experts, int64_t top_k,
                                 Tensor& slots, const std::vector<uint8_t>* held_masks) {
   const HeldMasksView held = held_view(layer, held_masks);
-  dispatcher_.dispatch(hidden, experts, top_k, slots, layer_experts(backend_, weights_.layers.at(static_cast<size_t>(layer)), weights_.expert_activation),
+  dispatcher_.dispatch(hidden, experts, top_k, slots, layer_experts(backend_, weights_.layers.at(static_cast<size_t>(layer)), weights_.expert_activation, adapters_enabled()),
                        nullptr, held_masks ? &held : nullptr);
 }
 
@@ -39,7 +41,7 @@ bool ExpertParallelExperts::run_to_rows(int64_t layer, const Tensor& hidden, std
                                         int64_t top_k, const std::vector<uint8_t>* held_masks, SlotRows& out) {
   const HeldMasksView held = held_view(layer, held_masks);
   dispatcher_.dispatch_to_rows(hidden, experts, top_k, out,
-                               layer_experts(backend_, weights_.layers.at(static_cast<size_t>(layer)), weights_.expert_activation),
+                               layer_experts(backend_, weights_.layers.at(static_cast<size_t>(layer)), weights_.expert_activation, adapters_enabled()),
                                held_masks ? &held : nullptr);
   return true;
 }

@@ -238,6 +238,10 @@ int64_t resident_weight_bytes(const ModelConfig& config, int64_t experts_per_ran
 namespace {
 Tensor uploaded(const Tensor& tensor, Device device) { return tensor.defined() ? to_device(tensor, device) : Tensor(); }
 
+LoraAdapter uploaded(const LoraAdapter& adapter, Device device) {
+  return {uploaded(adapter.a, device), uploaded(adapter.b, device), uploaded(adapter.scaled_b, device)};
+}
+
 ExpertWeights uploaded(const ExpertWeights& expert, Device device) {
   ExpertWeights copy;
   copy.gate_proj = uploaded(expert.gate_proj, device);
@@ -246,6 +250,9 @@ ExpertWeights uploaded(const ExpertWeights& expert, Device device) {
   copy.gate_bias = uploaded(expert.gate_bias, device);
   copy.up_bias = uploaded(expert.up_bias, device);
   copy.down_bias = uploaded(expert.down_bias, device);
+  copy.gate_lora = uploaded(expert.gate_lora, device);
+  copy.up_lora = uploaded(expert.up_lora, device);
+  copy.down_lora = uploaded(expert.down_lora, device);
   return copy;
 }
 }  // namespace
@@ -275,6 +282,11 @@ ModelWeights weights_on_device(const ModelWeights& host, Device device) {
     for (const ExpertWeights& expert : layer.experts) to.experts.push_back(uploaded(expert, device));
     to.shared_expert = uploaded(layer.shared_expert, device);
     to.dense_mlp = uploaded(layer.dense_mlp, device);
+    for (auto [from, into] : {std::pair{&layer.q_lora, &to.q_lora}, std::pair{&layer.k_lora, &to.k_lora},
+                              std::pair{&layer.v_lora, &to.v_lora}, std::pair{&layer.o_lora, &to.o_lora},
+                              std::pair{&layer.router_lora, &to.router_lora}}) {
+      *into = uploaded(*from, device);
+    }
     copy.layers.push_back(std::move(to));
   }
   return copy;

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "src/model/lora_adapter.hpp"
 #include "src/model/model_config.hpp"
 #include "src/model/safetensors_checkpoint.hpp"
 #include "src/tensor/tensor.hpp"
@@ -42,6 +43,8 @@ struct ExpertWeights {
   Tensor gate_bias;  // [F] (gpt-oss only)
   Tensor up_bias;    // [F] (gpt-oss only)
   Tensor down_bias;  // [D] (gpt-oss only)
+  // LoRA adapters (lora_adapters.hpp), undefined when none were loaded.
+  LoraAdapter gate_lora, up_lora, down_lora;
 
   static ExpertWeights without_biases(Tensor gate, Tensor up, Tensor down) {
     ExpertWeights weights;
@@ -70,6 +73,8 @@ struct LayerWeights {
   ExpertWeights shared_expert;  // Qwen2-MoE: [Fs, D], [Fs, D], [D, Fs]
   Tensor shared_expert_gate;    // [1, D]
   ExpertWeights dense_mlp;      // Qwen's dense layers (no router, no experts)
+  // LoRA adapters of the attention projections and the router (undefined when none were loaded).
+  LoraAdapter q_lora, k_lora, v_lora, o_lora, router_lora;
 };
 
 // How an expert turns its gate and up projections into its hidden activation.

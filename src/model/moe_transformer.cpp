@@ -82,6 +82,11 @@ void MoeTransformer::attention(int64_t layer, ForwardState& state) {
   backend_.matmul_transposed(normed, w.q_proj, q, false);
   backend_.matmul_transposed(normed, w.k_proj, k, false);
   backend_.matmul_transposed(normed, w.v_proj, v, false);
+  if (experts_.adapters_enabled()) {
+    apply_lora(backend_, w.q_lora, normed, q);
+    apply_lora(backend_, w.k_lora, normed, k);
+    apply_lora(backend_, w.v_lora, normed, v);
+  }
   if (config_.qkv_bias) {
     backend_.add_bias(q, w.q_bias);
     backend_.add_bias(k, w.k_bias);
@@ -141,6 +146,7 @@ void MoeTransformer::attention(int64_t layer, ForwardState& state) {
     backend_.windowed_attention(q_heads, cache.keys(layer), cache.values(layer), first, window, sinks, attended);
   }
   backend_.matmul_transposed(attended.reshaped({count, q_width}), w.o_proj, residual, true);
+  if (experts_.adapters_enabled()) apply_lora(backend_, w.o_lora, attended.reshaped({count, q_width}), residual);
   if (config_.output_bias) backend_.add_bias(residual, w.o_bias);
 }
 
@@ -153,6 +159,7 @@ MoeInput MoeTransformer::moe_input(int64_t layer, const ForwardState& state) {
   if (!config_.is_moe_layer(layer)) return input;  // a dense layer has no router
   input.router_logits = Tensor({count, config_.num_experts}, device);
   backend_.matmul_transposed(input.normed, w.router, input.router_logits, false);
+  if (experts_.adapters_enabled()) apply_lora(backend_, w.router_lora, input.normed, input.router_logits);
   if (w.router_bias.defined()) backend_.add_bias(input.router_logits, w.router_bias);
   return input;
 }
@@ -175,7 +182,7 @@ Backend::TopKGate top_k_gate(GateRule rule) {
 void MoeTransformer::dense_mlp(int64_t layer, ForwardState& state, const MoeInput& input) {
   const LayerWeights& w = weights_.layers.at(static_cast<size_t>(layer));
   Tensor output(state.residual.shape(), backend_.device());
-  apply_ffn(backend_, w.dense_mlp, input.normed, output);
+  apply_ffn(backend_, w.dense_mlp, input.normed, output, {}, experts_.adapters_enabled());
   backend_.add_in_place(state.residual, output);
 }
 
@@ -236,7 +243,7 @@ void MoeTransformer::moe(int64_t layer, ForwardState& state, const MoeInput& inp
     // Qwen2-MoE's shared expert runs on every token, on the rank that owns it, outside any mask.
     const LayerWeights& w = weights_.layers.at(static_cast<size_t>(layer));
     Tensor shared({count, width}, device), gate_logits({count, 1}, device);
-    apply_ffn(backend_, w.shared_expert, input.normed, shared);
+    apply_ffn(backend_, w.shared_expert, input.normed, shared, {}, experts_.adapters_enabled());
     backend_.matmul_transposed(input.normed, w.shared_expert_gate, gate_logits, false);
     backend_.add_sigmoid_gated(gate_logits, shared, state.residual);
   }

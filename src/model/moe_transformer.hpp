@@ -81,6 +81,11 @@ class MoeTransformer {
 
   const ModelConfig& config() const { return config_; }
 
+  // Whether the LoRA adapters loaded into the weights take part in the forwards that follow (the
+  // student with them, the frozen teacher without); true by default, a no-op without adapters.
+  // Every rank of an expert-parallel group switches alike, in step.
+  void set_adapters_enabled(bool enabled) { experts_.set_adapters_enabled(enabled); }
+
   const ModelConfig& config_;
   const ModelWeights& weights_;
   Backend& backend_;

@@ -72,7 +72,7 @@ class CudaControllerKernels : public ::testing::Test {
       std::vector<int32_t> ids(kExperts);
       for (int64_t i = 0; i < kExperts; ++i) ids[i] = static_cast<int32_t>(i);
       CounterRandom random(7, {static_cast<uint64_t>(r)});
-      for (int64_t i = kExperts - 1; i > 0; --i) std::swap(ids[i], ids[static_cast<int64_t>(random.uniform() * (i + 1))]);
+      for (int64_t i = kExperts - 1; i > 0; --i) std::swap(ids[i], ids[static_cast<int64_t>(random.uniform() * static_cast<double>(i + 1))]);
       ids.resize(static_cast<size_t>(config_.k_hat));
       std::sort(ids.begin(), ids.end());
       masks_.insert(masks_.end(), ids.begin(), ids.end());
@@ -118,7 +118,7 @@ TEST_F(CudaControllerKernels, CoverageAndHeadsForwardMatchTheHost) {
   const ControllerEvaluation expected = controller_->evaluate_rows(projection, source, masks_);
 
   const auto logits = upload(router_logits_);
-  DeviceArray<float> probabilities(std::vector<float>(kRows * kExperts)), best(std::vector<float>(kRows));
+  DeviceArray<float> probabilities{std::vector<float>(kRows * kExperts)}, best{std::vector<float>(kRows)};
   controller_kernels::router_coverage(Device::cuda, logits.data(), kRows, kExperts, config_.k_hat, probabilities.data(),
                                       best.data());
   EXPECT_TRUE(close(probabilities.host(), projection.router_probabilities, 1e-6));
@@ -163,8 +163,8 @@ TEST_F(CudaControllerKernels, BackwardAndWeightGradientsMatchTheHost) {
   const controller_kernels::HeadArrays tape{beta.data(),     q.data(),           normed.data(), scale.data(),
                                             coverage.data(), termination.data(), q_hidden.data()};
   const auto device_d_beta = upload(d_beta), device_d_q = upload(d_q);
-  DeviceArray<float> device_head(std::vector<float>(head.size())), device_pre(std::vector<float>(pre.size())),
-      device_set(std::vector<float>(set_gradient.size()));
+  DeviceArray<float> device_head{std::vector<float>(head.size())}, device_pre{std::vector<float>(pre.size())},
+      device_set{std::vector<float>(set_gradient.size())};
   const controller_kernels::HeadGradients gradients{device_head.data(), device_pre.data(), device_set.data()};
   const controller_math::HeadWeights weights = device_weights();
   controller_kernels::heads_backward(Device::cuda, weights, kRows, tape, device_d_beta.data(), device_d_q.data(), gradients);
@@ -186,7 +186,8 @@ TEST_F(CudaControllerKernels, BackwardAndWeightGradientsMatchTheHost) {
     EXPECT_TRUE(close(device_b2.host(), b2, 1e-5)) << "head " << h;
   }
   std::vector<float> phi(kExperts * set, 0.5f);
-  const auto device_phi = upload(phi), masks = upload(masks_);
+  const auto device_phi = upload(phi);
+  const auto masks = upload(masks_);
   controller_kernels::set_encoding_gradients(Device::cpu, set_gradient.data(), masks_.data(), kRows, config_.k_hat, kExperts,
                                              set, phi.data());
   controller_kernels::set_encoding_gradients(Device::cuda, device_set.data(), masks.data(), kRows, config_.k_hat, kExperts,
@@ -215,8 +216,8 @@ TEST_F(CudaControllerKernels, OptionValueTargetsAndPlackettLuceMatchTheHost) {
                                            expected.data(), expected_valid.data());
   const auto d_rewards = upload(rewards), d_q = upload(q_previous), d_beta = upload(beta), d_reload = upload(reload);
   const auto d_terminated = upload(terminated), d_end = upload(document_end);
-  DeviceArray<double> targets(std::vector<double>(count));
-  DeviceArray<uint8_t> valid(std::vector<uint8_t>(count));
+  DeviceArray<double> targets{std::vector<double>(count)};
+  DeviceArray<uint8_t> valid{std::vector<uint8_t>(count)};
   controller_kernels::option_value_targets(Device::cuda, d_rewards.data(), d_q.data(), d_beta.data(), d_reload.data(),
                                            d_terminated.data(), d_end.data(), sequences, length, 0.99, 0.9, 0.03,
                                            targets.data(), valid.data());
@@ -234,9 +235,10 @@ TEST_F(CudaControllerKernels, OptionValueTargetsAndPlackettLuceMatchTheHost) {
   std::vector<float> gradient(rows * kExperts);
   controller_kernels::plackett_luce(Device::cpu, logits.data(), tuples.data(), rows, kExperts, k, log_probability.data(),
                                     gradient.data(), scratch.data());
-  const auto d_logits = upload(logits), d_tuples = upload(tuples);
-  DeviceArray<double> d_log_probability(std::vector<double>(rows)), d_scratch(scratch);
-  DeviceArray<float> d_gradient(std::vector<float>(rows * kExperts));
+  const auto d_logits = upload(logits);
+  const auto d_tuples = upload(tuples);
+  DeviceArray<double> d_log_probability{std::vector<double>(rows)}, d_scratch{scratch};
+  DeviceArray<float> d_gradient{std::vector<float>(rows * kExperts)};
   controller_kernels::plackett_luce(Device::cuda, d_logits.data(), d_tuples.data(), rows, kExperts, k,
                                     d_log_probability.data(), d_gradient.data(), d_scratch.data());
   const std::vector<double> actual_log_probability = d_log_probability.host();

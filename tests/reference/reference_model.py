@@ -265,10 +265,13 @@ def fused_experts(model, layer):
 
 
 class Model:
-    def __init__(self, cfg, weights, dequantized=None):
+    def __init__(self, cfg, weights, dequantized=None, adapters=None, lora_scale=1.0):
         self.cfg = cfg
         self.w = weights
         self.dequantized = dequantized or {}
+        # LoRA (PEFT's layout): module name -> (A [r, in], B [out, r]); y += scale * x A^T B^T
+        self.adapters = adapters or {}
+        self.lora_scale = lora_scale
 
     @property
     def lm_head(self):
@@ -368,8 +371,55 @@ def apply_rotary(x, cos, sin):
     return x * cos + rotate_half(x) * sin
 
 
+def load_adapters(model, directory):
+    """Attach the PEFT LoRA adapters of `directory` (adapter_config.json, adapter_model.safetensors;
+    tensors base_model.model.<module>.lora_A.weight / lora_B.weight) to `model`, in its dtype.
+    Every adapted module must be a weight of the model, with A [r, in] and B [out, r]."""
+    with open(os.path.join(directory, "adapter_config.json")) as f:
+        config = json.load(f)
+    r, alpha = int(config["r"]), float(config["lora_alpha"])
+    scale = alpha / math.sqrt(r) if config.get("use_rslora", False) else alpha / r
+    raw = safetensors_io.load_file(os.path.join(directory, "adapter_model.safetensors"))
+    pairs = {}
+    for name, tensor in raw.items():
+        prefix = "base_model.model."
+        for part, suffix in (("A", ".lora_A.weight"), ("B", ".lora_B.weight")):
+            if name.startswith(prefix) and name.endswith(suffix):
+                pairs.setdefault(name[len(prefix):-len(suffix)], {})[part] = tensor
+                break
+        else:
+            raise ValueError("%s: %s is not a LoRA tensor" % (directory, name))
+    adapters = {}
+    dtype = next(iter(model.w.values())).dtype
+    for module, pair in pairs.items():
+        weight = model.w.get(module + ".weight")
+        if weight is None:
+            raise KeyError("%s: adapter for %s, which the model does not have" % (directory, module))
+        a, b = pair["A"].to(dtype), pair["B"].to(dtype)
+        if list(a.shape) != [r, weight.shape[1]] or list(b.shape) != [weight.shape[0], r]:
+            raise ValueError("%s: %s has A %s and B %s for a weight %s, r = %d"
+                             % (directory, module, list(a.shape), list(b.shape), list(weight.shape), r))
+        adapters[module] = (a, b)
+    model.adapters, model.lora_scale = adapters, scale
+    return model
+
+
+def lora(model, x, module):
+    """The LoRA update of `module` at x (0 without an adapter there)."""
+    pair = model.adapters.get(module)
+    if pair is None:
+        return 0.0
+    a, b = pair
+    return model.lora_scale * ((x @ a.T) @ b.T)
+
+
+def project(model, x, weight_name):
+    """x W^T for a bias-free weight, plus its adapter."""
+    return x @ model.w[weight_name].T + lora(model, x, weight_name[:-len(".weight")])
+
+
 def linear(model, x, name):
-    y = x @ model.w[name + ".weight"].T
+    y = x @ model.w[name + ".weight"].T + lora(model, x, name)
     bias = model.w.get(name + ".bias")
     return y if bias is None else y + bias
 
@@ -442,7 +492,7 @@ def attention(model, layer, h):
 
 def router_logits(model, layer, x):
     cfg = model.cfg
-    logits = x @ model.w[router_name(cfg, layer)].T
+    logits = project(model, x, router_name(cfg, layer))
     if cfg.model_type == "gpt_oss":
         logits = logits + model.w[moe_prefix(cfg, layer) + "router.bias"]
     return logits
@@ -467,8 +517,8 @@ def route(model, layer, x, allowed=None):
 
 
 def swiglu_ffn(model, x, gate, up, down):
-    w = model.w
-    return (torch.nn.functional.silu(x @ w[gate].T) * (x @ w[up].T)) @ w[down].T
+    hidden = torch.nn.functional.silu(project(model, x, gate)) * project(model, x, up)
+    return project(model, hidden, down)
 
 
 def expert_ffn(model, layer, j, x):
