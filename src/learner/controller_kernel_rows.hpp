@@ -199,4 +199,74 @@ struct DecideRow {
   }
 };
 
+struct TargetTermsRow {
+  TargetPositions p;
+  TEMOE_HOST_DEVICE void operator()(int64_t i) const {
+    double* flags = p.count_flags + i * 3;
+    flags[0] = flags[1] = flags[2] = 0.0;
+    p.termination_advantage[i] = 0.0;
+    p.selection_advantage[i] = 0.0;
+    if (!p.valid[i]) return;
+    flags[0] = 1.0;
+    if (i % p.time == 0) return;
+    p.termination_advantage[i] = p.q_previous[i] - p.reload_value[i] + p.eta;
+    flags[1] = 1.0;
+    if (!p.terminated[i]) return;
+    p.selection_advantage[i] = p.q_target[i] - p.reload_value[i];
+    flags[2] = 1.0;
+  }
+};
+
+struct GradientTermsRow {
+  GradientPositions p;
+  TEMOE_HOST_DEVICE void operator()(int64_t i) const {
+    double* terms = p.terms + i * kLossTerms;
+    for (int k = 0; k < kLossTerms; ++k) terms[k] = 0.0;
+    p.d_q[i] = 0.0f;
+    p.d_beta[i] = 0.0f;
+    float* d_selection = p.d_selection ? p.d_selection + i * p.experts : nullptr;
+    if (d_selection) {
+      for (int64_t x = 0; x < p.experts; ++x) d_selection[x] = 0.0f;
+    }
+    if (!p.valid[i]) return;
+    // Multiplying by exactly 1 changes no bit, so unweighted runs are what they were before weights.
+    const double weight = p.weights ? p.weights[i] : 1.0;
+    // The regression is in PopArt's unit scale: 0.5 ((Q - G) / sigma)^2.
+    const double q_error = (double(p.q_current[i]) - p.q_target[i]) / p.value_scale;
+    p.d_q[i] = static_cast<float>(p.value_coefficient * weight * q_error / (p.valid_count * p.value_scale));
+    terms[q_loss] = weight * 0.5 * q_error * q_error;
+    if (i % p.time == 0) return;
+    const double advantage = p.termination_advantage[i];
+    p.d_beta[i] = static_cast<float>(weight * advantage / p.termination_count);
+    terms[termination_loss] = weight * double(p.beta_previous[i]) * advantage;
+    terms[beta_sum] = p.beta_previous[i];
+    terms[advantage_sum] = advantage;
+    if (!p.terminated[i]) return;
+    const double reload_error = (p.reload_value[i] - p.q_target[i]) / p.value_scale;
+    terms[reload_loss] = weight * 0.5 * reload_error * reload_error;
+    const double selection_advantage = p.selection_advantage[i];
+    const float* logits = p.selection_logits + i * p.experts;
+    const int32_t* tuple = p.tuples + i * p.k_hat;
+    terms[selection_loss] =
+        -(weight * controller_math::plackett_luce_log_probability(logits, p.experts, tuple, p.k_hat) * selection_advantage);
+    if (!d_selection) return;
+    controller_math::plackett_luce_gradient(logits, p.experts, tuple, p.k_hat, p.scratch + i * p.experts, d_selection);
+    for (int64_t x = 0; x < p.experts; ++x) {
+      d_selection[x] = static_cast<float>(-p.selection_coefficient * weight * selection_advantage * d_selection[x] /
+                                          p.selection_count);
+    }
+  }
+};
+
+struct ColumnSumElement {
+  const double* values;
+  int64_t rows, columns;
+  double* sums;
+  TEMOE_HOST_DEVICE void operator()(int64_t c) const {
+    double sum = 0.0;
+    for (int64_t r = 0; r < rows; ++r) sum += values[r * columns + c];
+    sums[c] = sum;
+  }
+};
+
 }  // namespace temoe::controller_kernels

@@ -114,4 +114,18 @@ void decide(Device device, const DecisionStep& at, const float* beta, const floa
   run(device, at.batch, DecideRow{at, beta, logits, sequence_ids, keys, held, tuples, terminated}, "decide");
 }
 
+void target_terms(Device device, const TargetPositions& positions) {
+  TEMOE_CHECK(positions.time >= 1, "target_terms: sequences of " << positions.time << " positions");
+  run(device, positions.count, TargetTermsRow{positions}, "target_terms");
+}
+
+void gradient_terms(Device device, const GradientPositions& positions) {
+  TEMOE_CHECK(positions.time >= 1, "gradient_terms: sequences of " << positions.time << " positions");
+  run(device, positions.count, GradientTermsRow{positions}, "gradient_terms");
+}
+
+void column_sums(Device device, const double* values, int64_t rows, int64_t columns, double* sums) {
+  run(device, columns, ColumnSumElement{values, rows, columns, sums}, "column_sums");
+}
+
 }  // namespace temoe::controller_kernels

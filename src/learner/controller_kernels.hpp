@@ -97,4 +97,51 @@ struct DecisionStep {
 void decide(Device device, const DecisionStep& at, const float* beta, const float* logits, const int64_t* sequence_ids,
             double* keys, int32_t* held, int32_t* tuples, uint8_t* terminated);
 
+// The learner's per-position terms of one layer (option_critic_learner.hpp), N = B * T positions
+// in sequence-major order. targets: from G_t (q_target, valid) and the controllers' values, the
+// termination advantage A^beta_t, the selection advantage and the count flags [N, 3] (valid;
+// valid and t >= 1; valid, t >= 1 and terminated).
+struct TargetPositions {
+  int64_t count = 0, time = 0;
+  double eta = 0;
+  const uint8_t* valid = nullptr;
+  const uint8_t* terminated = nullptr;
+  const double* q_target = nullptr;
+  const double* q_previous = nullptr;    // Q(h_t, w_{t-1})
+  const double* reload_value = nullptr;  // V_Omega(h_t)
+  double* termination_advantage = nullptr;
+  double* selection_advantage = nullptr;
+  double* count_flags = nullptr;         // [N, 3]
+};
+void target_terms(Device device, const TargetPositions& positions);
+
+// gradients: the output gradients of the losses (d_q, d_beta, and d_selection [N, E] unless the
+// selection is not learned) and each position's loss terms [N, kLossTerms], in LearnerSum order.
+enum LearnerSum { q_loss, reload_loss, termination_loss, selection_loss, beta_sum, advantage_sum, kLossTerms };
+struct GradientPositions {
+  int64_t count = 0, time = 0, experts = 0, k_hat = 0;
+  const uint8_t* valid = nullptr;
+  const uint8_t* terminated = nullptr;
+  const double* q_target = nullptr;
+  const double* termination_advantage = nullptr;
+  const double* selection_advantage = nullptr;
+  const double* reload_value = nullptr;
+  const float* q_current = nullptr;         // Q(h_t, w_t)
+  const float* beta_previous = nullptr;     // beta(h_t, w_{t-1})
+  const float* selection_logits = nullptr;  // [N, E]
+  const int32_t* tuples = nullptr;          // [N, k_hat] the drawn tuples (read where terminated)
+  const double* weights = nullptr;          // [N] importance weights, or null (1)
+  double valid_count = 1, termination_count = 1, selection_count = 1;  // the means' denominators (>= 1)
+  double value_scale = 1, value_coefficient = 0, selection_coefficient = 0;
+  float* d_q = nullptr;
+  float* d_beta = nullptr;
+  float* d_selection = nullptr;  // null when selection_coefficient is 0
+  double* terms = nullptr;       // [N, kLossTerms]
+  double* scratch = nullptr;     // [N, E]
+};
+void gradient_terms(Device device, const GradientPositions& positions);
+
+// sums[c] = sum over rows r of values[r, c] (values: [rows, columns]), in row order.
+void column_sums(Device device, const double* values, int64_t rows, int64_t columns, double* sums);
+
 }  // namespace temoe::controller_kernels

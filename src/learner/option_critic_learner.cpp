@@ -6,6 +6,7 @@
 
 #include "src/core/error.hpp"
 #include "src/learner/advantage_estimation.hpp"
+#include "src/learner/controller_kernels.hpp"
 #include "src/learner/plackett_luce.hpp"
 
 namespace temoe {
@@ -89,29 +90,18 @@ std::vector<LayerTargets> targets_of(const std::vector<OptionController>& contro
     const auto as_double = [](const std::vector<float>& values) { return std::vector<double>(values.begin(), values.end()); };
     const std::vector<double> q_previous = as_double(e.previous.q), beta = as_double(e.previous.beta);
     const std::vector<double> reload_value = as_double(e.reload.q);
-    double* c = counts.data() + layer * 3;
-    for (int64_t b = 0; b < batch; ++b) {
-      const size_t first = static_cast<size_t>(b * time), length = static_cast<size_t>(time);
-      const auto part = [&](const auto& values) { return std::span(values).subspan(first, length); };
-      const OptionValueTargets sequence = option_value_targets(
-          {part(layer_rewards), part(q_previous), part(beta), part(reload_value), part(decisions.terminated),
-           document_end.subspan(first, length)},
-          config.gamma, config.lambda, config.eta);
-      for (int64_t t = 0; t < time; ++t) {
-        const size_t i = first + static_cast<size_t>(t);
-        targets.q_target[i] = sequence.q_target[static_cast<size_t>(t)];
-        targets.valid[i] = sequence.valid[static_cast<size_t>(t)];
-        if (!targets.valid[i]) continue;
-        c[0] += 1;
-        if (t == 0) continue;
-        targets.termination_advantage[i] = q_previous[i] - reload_value[i] + config.eta;
-        c[1] += 1;
-        if (decisions.terminated[i]) {
-          targets.selection_advantage[i] = targets.q_target[i] - reload_value[i];
-          c[2] += 1;
-        }
-      }
-    }
+    TEMOE_CHECK(static_cast<int64_t>(decisions.terminated.size()) == count,
+                "learner layer " << layer << ": " << decisions.terminated.size() << " termination flags for " << count << " positions");
+    controller_kernels::option_value_targets(Device::cpu, layer_rewards.data(), q_previous.data(), beta.data(),
+                                             reload_value.data(), decisions.terminated.data(), document_end.data(), batch,
+                                             time, config.gamma, config.lambda, config.eta, targets.q_target.data(),
+                                             targets.valid.data());
+    std::vector<double> flags(static_cast<size_t>(count * 3));
+    controller_kernels::target_terms(Device::cpu, {count, time, config.eta, targets.valid.data(), decisions.terminated.data(),
+                                                   targets.q_target.data(), q_previous.data(), reload_value.data(),
+                                                   targets.termination_advantage.data(), targets.selection_advantage.data(),
+                                                   flags.data()});
+    controller_kernels::column_sums(Device::cpu, flags.data(), count, 3, counts.data() + layer * 3);
   }
   world.all_reduce_sum(std::span<double>(counts));
   for (int64_t layer = 0; layer < layers; ++layer) {
@@ -123,8 +113,9 @@ std::vector<LayerTargets> targets_of(const std::vector<OptionController>& contro
   return all;
 }
 
-// Global sums of the logged losses per layer, in this order.
-enum Sum { q_loss, reload_loss, termination_loss, selection_loss, beta_sum, advantage_sum, kSums };
+// Global sums of the logged losses per layer, in controller_kernels::LearnerSum's order.
+using enum controller_kernels::LearnerSum;
+constexpr int64_t kSums = controller_kernels::kLossTerms;
 
 std::vector<LayerLosses> gradients_of(std::vector<OptionController>& controllers, const Rollout& rollout,
                                       const std::vector<LayerEvaluations>& evaluations,
@@ -135,8 +126,6 @@ std::vector<LayerLosses> gradients_of(std::vector<OptionController>& controllers
   TEMOE_CHECK(static_cast<int64_t>(targets.size()) == layers, "learner: targets for " << targets.size() << " layers, " << layers << " controllers");
   TEMOE_CHECK(weights.empty() || static_cast<int64_t>(weights.size()) == count,
               "learner: " << weights.size() << " importance weights for " << count << " positions");
-  // Multiplying by exactly 1 changes no bit, so unweighted runs are what they were before weights.
-  const auto weight_at = [&](size_t i) { return weights.empty() ? 1.0 : weights[i]; };
   std::vector<double> sums(static_cast<size_t>(layers * kSums), 0.0);
   for (int64_t layer = 0; layer < layers; ++layer) {
     OptionController& controller = controllers[static_cast<size_t>(layer)];
@@ -150,41 +139,43 @@ std::vector<LayerLosses> gradients_of(std::vector<OptionController>& controllers
     const double selections = std::max(target.selection_count, 1.0);
     const int64_t experts = controller.num_experts(), k_hat = config.k_hat;
     const double scale = controller.value_scale();
-    double* s = sums.data() + layer * kSums;
-    std::vector<float> d_beta(static_cast<size_t>(count), 0.0f), d_q(static_cast<size_t>(count), 0.0f),
-        d_selection(static_cast<size_t>(count * experts), 0.0f);
-    std::vector<float> gradient(static_cast<size_t>(experts));
-    for (int64_t i = 0; i < count; ++i) {
-      const auto at = static_cast<size_t>(i);
-      if (!target.valid[at]) continue;
-      const double weight = weight_at(at);
-      // The regression is in PopArt's unit scale: 0.5 ((Q - G) / sigma)^2.
-      const double q_error = (double(e.current.q[at]) - target.q_target[at]) / scale;
-      d_q[at] = static_cast<float>(config.value_coefficient * weight * q_error / (valid * scale));
-      s[q_loss] += weight * 0.5 * q_error * q_error;
-      if (i % time == 0) continue;
-      const double advantage = target.termination_advantage[at];
-      d_beta[at] = static_cast<float>(weight * advantage / terminations);
-      s[termination_loss] += weight * double(e.previous.beta[at]) * advantage;
-      s[beta_sum] += e.previous.beta[at];
-      s[advantage_sum] += advantage;
-      if (!decisions.terminated[at]) continue;
-      const double reload_error = (target.reload_value[at] - target.q_target[at]) / scale;
-      s[reload_loss] += weight * 0.5 * reload_error * reload_error;
-      const double selection_advantage = target.selection_advantage[at];
-      const std::span<const float> logits(e.current.selection_logits.data() + i * experts, static_cast<size_t>(experts));
-      const std::span<const int32_t> tuple(decisions.selected_tuples.data() + i * k_hat, static_cast<size_t>(k_hat));
-      s[selection_loss] -= weight * plackett_luce_log_probability(logits, tuple) * selection_advantage;
-      if (config.selection_coefficient == 0) continue;
-      plackett_luce_gradient(logits, tuple, gradient);
-      for (int64_t x = 0; x < experts; ++x) {
-        d_selection[static_cast<size_t>(i * experts + x)] =
-            static_cast<float>(-config.selection_coefficient * weight * selection_advantage * gradient[x] / selections);
-      }
-    }
+    std::vector<float> d_beta(static_cast<size_t>(count)), d_q(static_cast<size_t>(count)),
+        d_selection(config.selection_coefficient == 0 ? 0 : static_cast<size_t>(count * experts));
+    std::vector<double> terms(static_cast<size_t>(count * controller_kernels::kLossTerms)),
+        scratch(static_cast<size_t>(count * experts));
+    controller_kernels::GradientPositions positions;
+    positions.count = count;
+    positions.time = time;
+    positions.experts = experts;
+    positions.k_hat = k_hat;
+    positions.valid = target.valid.data();
+    positions.terminated = decisions.terminated.data();
+    positions.q_target = target.q_target.data();
+    positions.termination_advantage = target.termination_advantage.data();
+    positions.selection_advantage = target.selection_advantage.data();
+    positions.reload_value = target.reload_value.data();
+    positions.q_current = e.current.q.data();
+    positions.beta_previous = e.previous.beta.data();
+    positions.selection_logits = e.current.selection_logits.data();
+    positions.tuples = decisions.selected_tuples.data();
+    positions.weights = weights.empty() ? nullptr : weights.data();
+    positions.valid_count = valid;
+    positions.termination_count = terminations;
+    positions.selection_count = selections;
+    positions.value_scale = scale;
+    positions.value_coefficient = config.value_coefficient;
+    positions.selection_coefficient = config.selection_coefficient;
+    positions.d_q = d_q.data();
+    positions.d_beta = d_beta.data();
+    positions.d_selection = d_selection.empty() ? nullptr : d_selection.data();
+    positions.terms = terms.data();
+    positions.scratch = scratch.data();
+    controller_kernels::gradient_terms(Device::cpu, positions);
+    controller_kernels::column_sums(Device::cpu, terms.data(), count, controller_kernels::kLossTerms,
+                                    sums.data() + layer * kSums);
     const std::span<const float> rows = hidden_rows(rollout, layer);
     controller.backward(e.previous, rows, decisions.previous_masks, d_beta, {}, {});
-    controller.backward(e.current, rows, decisions.masks, {}, d_q, config.selection_coefficient == 0 ? std::span<const float>() : d_selection);
+    controller.backward(e.current, rows, decisions.masks, {}, d_q, d_selection);
   }
   world.all_reduce_sum(std::span<double>(sums));
   std::vector<LayerLosses> losses(static_cast<size_t>(layers));

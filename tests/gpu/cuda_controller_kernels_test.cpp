@@ -275,5 +275,111 @@ TEST_F(CudaControllerKernels, DrawsMakeTheHostsDecisions) {
   }
 }
 
+TEST_F(CudaControllerKernels, LearnerTermsAndTheirSumsMatchTheHost) {
+  const int64_t time = 30, count = 4 * time, k = config_.k_hat;
+  CounterRandom random(15, {});
+  std::vector<uint8_t> valid(count), terminated(count);
+  std::vector<double> q_target(count), q_previous(count), reload(count), weights(count);
+  std::vector<float> q_current(count), beta(count);
+  for (int64_t i = 0; i < count; ++i) {
+    valid[i] = random.uniform() < 0.95 ? 1 : 0;
+    terminated[i] = random.uniform() < 0.3 ? 1 : 0;
+    q_target[i] = random.normal();
+    q_previous[i] = random.normal();
+    reload[i] = random.normal();
+    weights[i] = 0.5 + random.uniform();
+    q_current[i] = static_cast<float>(random.normal());
+    beta[i] = static_cast<float>(random.uniform());
+  }
+  const std::vector<float> logits = normals(count * kExperts, 16, 2.0);
+  std::vector<int32_t> tuples;
+  for (int64_t i = 0; i < count; ++i) {
+    for (int64_t m = 0; m < k; ++m) tuples.push_back(static_cast<int32_t>((i + 3 * m) % kExperts));
+  }
+  // Host.
+  std::vector<double> termination(count), selection(count), flags(count * 3), counts(3);
+  controller_kernels::target_terms(Device::cpu, {count, time, 0.03, valid.data(), terminated.data(), q_target.data(),
+                                                 q_previous.data(), reload.data(), termination.data(), selection.data(),
+                                                 flags.data()});
+  controller_kernels::column_sums(Device::cpu, flags.data(), count, 3, counts.data());
+  std::vector<float> d_q(count), d_beta(count), d_selection(count * kExperts);
+  std::vector<double> terms(count * controller_kernels::kLossTerms), scratch(count * kExperts),
+      sums(controller_kernels::kLossTerms);
+  controller_kernels::GradientPositions host;
+  host.count = count;
+  host.time = time;
+  host.experts = kExperts;
+  host.k_hat = k;
+  host.valid = valid.data();
+  host.terminated = terminated.data();
+  host.q_target = q_target.data();
+  host.termination_advantage = termination.data();
+  host.selection_advantage = selection.data();
+  host.reload_value = reload.data();
+  host.q_current = q_current.data();
+  host.beta_previous = beta.data();
+  host.selection_logits = logits.data();
+  host.tuples = tuples.data();
+  host.weights = weights.data();
+  host.valid_count = counts[0];
+  host.termination_count = counts[1];
+  host.selection_count = counts[2];
+  host.value_scale = 1.7;
+  host.value_coefficient = 0.01;
+  host.selection_coefficient = 1.0;
+  host.d_q = d_q.data();
+  host.d_beta = d_beta.data();
+  host.d_selection = d_selection.data();
+  host.terms = terms.data();
+  host.scratch = scratch.data();
+  controller_kernels::gradient_terms(Device::cpu, host);
+  controller_kernels::column_sums(Device::cpu, terms.data(), count, controller_kernels::kLossTerms, sums.data());
+  // Device.
+  const auto d_valid = upload(valid), d_terminated = upload(terminated);
+  const auto d_q_target = upload(q_target), d_q_previous = upload(q_previous), d_reload = upload(reload),
+             d_weights = upload(weights);
+  const auto d_q_current = upload(q_current), d_beta_previous = upload(beta), d_logits = upload(logits);
+  const auto d_tuples = upload(tuples);
+  const auto zeros = [](int64_t n) { return DeviceArray<double>(std::vector<double>(static_cast<size_t>(n))); };
+  auto d_termination = zeros(count), d_selection_advantage = zeros(count), d_flags = zeros(count * 3), d_counts = zeros(3);
+  controller_kernels::target_terms(Device::cuda, {count, time, 0.03, d_valid.data(), d_terminated.data(), d_q_target.data(),
+                                                  d_q_previous.data(), d_reload.data(), d_termination.data(),
+                                                  d_selection_advantage.data(), d_flags.data()});
+  controller_kernels::column_sums(Device::cuda, d_flags.data(), count, 3, d_counts.data());
+  EXPECT_EQ(d_counts.host(), counts);
+  EXPECT_EQ(d_termination.host(), termination);
+  EXPECT_EQ(d_selection_advantage.host(), selection);
+  const auto floats = [](int64_t n) { return DeviceArray<float>(std::vector<float>(static_cast<size_t>(n))); };
+  auto out_q = floats(count), out_beta = floats(count), out_selection = floats(count * kExperts);
+  auto out_terms = zeros(count * controller_kernels::kLossTerms), out_scratch = zeros(count * kExperts),
+       out_sums = zeros(controller_kernels::kLossTerms);
+  controller_kernels::GradientPositions device = host;
+  device.valid = d_valid.data();
+  device.terminated = d_terminated.data();
+  device.q_target = d_q_target.data();
+  device.termination_advantage = d_termination.data();
+  device.selection_advantage = d_selection_advantage.data();
+  device.reload_value = d_reload.data();
+  device.q_current = d_q_current.data();
+  device.beta_previous = d_beta_previous.data();
+  device.selection_logits = d_logits.data();
+  device.tuples = d_tuples.data();
+  device.weights = d_weights.data();
+  device.d_q = out_q.data();
+  device.d_beta = out_beta.data();
+  device.d_selection = out_selection.data();
+  device.terms = out_terms.data();
+  device.scratch = out_scratch.data();
+  controller_kernels::gradient_terms(Device::cuda, device);
+  controller_kernels::column_sums(Device::cuda, out_terms.data(), count, controller_kernels::kLossTerms, out_sums.data());
+  EXPECT_TRUE(close(out_q.host(), d_q, 1e-6));
+  EXPECT_TRUE(close(out_beta.host(), d_beta, 1e-6));
+  EXPECT_TRUE(close(out_selection.host(), d_selection, 1e-6));
+  const std::vector<double> device_sums = out_sums.host();
+  for (int64_t c = 0; c < controller_kernels::kLossTerms; ++c) {
+    EXPECT_NEAR(device_sums[c], sums[c], 1e-9 * (1 + std::fabs(sums[c]))) << "sum " << c;
+  }
+}
+
 }  // namespace
 }  // namespace temoe

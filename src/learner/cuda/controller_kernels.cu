@@ -36,5 +36,8 @@ template void launch_on_cuda<SetEncodingGradientElement>(const SetEncodingGradie
 template void launch_on_cuda<OptionValueTargetsRow>(const OptionValueTargetsRow&, int64_t, const char*);
 template void launch_on_cuda<PlackettLuceRow>(const PlackettLuceRow&, int64_t, const char*);
 template void launch_on_cuda<DecideRow>(const DecideRow&, int64_t, const char*);
+template void launch_on_cuda<TargetTermsRow>(const TargetTermsRow&, int64_t, const char*);
+template void launch_on_cuda<GradientTermsRow>(const GradientTermsRow&, int64_t, const char*);
+template void launch_on_cuda<ColumnSumElement>(const ColumnSumElement&, int64_t, const char*);
 
 }  // namespace temoe::controller_kernels
