@@ -2,7 +2,7 @@
 # The main job on the headline testbed: installs what is missing, builds, builds the byte corpus
 # from named Debian packages if missing (launch/make_corpus.sh), trains the option controllers on
 # the shipped corpus-testbed model on several ranks under mpirun (progress lines,
-# runs/corpus-testbed/controller/metrics.jsonl; about 5 minutes on 2 cores) and evaluates them
+# runs/corpus-testbed/controller/metrics.jsonl; about 9 minutes on 2 cores) and evaluates them
 # against the baselines on held-out bytes. A finished run is evaluated again, not retrained
 # (TEMOE_RETRAIN=1 trains afresh). TEMOE_RANKS sets the ranks (default 2); TEMOE_CONFIG another
 # config (configs/testbed.cfg: the synthetic topic language of the unit tests, seconds to train).
