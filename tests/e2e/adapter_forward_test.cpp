@@ -11,6 +11,7 @@
 #include "src/model/model_config.hpp"
 #include "tests/e2e/temoe_commands.hpp"
 #include "tests/support/numeric_bounds.hpp"
+#include "tests/support/relative_difference.hpp"
 #include "tests/support/shell_command.hpp"
 
 namespace temoe {
@@ -19,6 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::kBinary;
 using testing::kMpirun;
+using testing::max_relative_difference;
 using testing::run_shell_command;
 using testing::shell_quote;
 
@@ -29,15 +31,6 @@ fs::path scratch_directory(const std::string& name) {
   fs::remove_all(directory);
   fs::create_directories(directory);
   return directory;
-}
-
-double relative_difference(const Tensor& a, const Tensor& b) {
-  double difference = 0, scale = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    difference = std::max(difference, std::fabs(double(a.data()[i]) - b.data()[i]));
-    scale = std::max(scale, std::fabs(double(b.data()[i])));
-  }
-  return difference / scale;
 }
 
 Tensor forward(int ranks, const fs::path& model, const fs::path& adapters, const fs::path& out, const std::string& extra = "") {
@@ -55,13 +48,13 @@ TEST(AdapterForward, ReferenceAdaptersGiveTheReferenceLogitsOnOneRankAndSplitOve
   const fs::path work = scratch_directory("adapter-forward");
   const Tensor expected = read_float_npy(adapters / "logits.npy");
   const Tensor single = forward(0, model, adapters, work / "single.npy");
-  EXPECT_LT(relative_difference(single, expected), 1e-4);
+  EXPECT_LT(max_relative_difference(single, expected), 1e-4);
   for (const int ranks : {2, 4}) {
     // ep_size = ranks: each rank holds 4 / ranks experts and only their adapters.
     const Tensor split = forward(ranks, model, adapters, work / ("np" + std::to_string(ranks) + ".npy"),
                                  "--parallel.ep_size=" + std::to_string(ranks));
-    EXPECT_LT(relative_difference(split, expected), 1e-4) << ranks << " ranks";
-    EXPECT_LT(relative_difference(split, single),
+    EXPECT_LT(max_relative_difference(split, expected), 1e-4) << ranks << " ranks";
+    EXPECT_LT(max_relative_difference(split, single),
               testing::forward_reassociation_bound(
                   testing::forward_shape(ModelConfig::from_file(model / "config.json"), single.shape()[1])))
         << ranks << " ranks against one";
@@ -82,7 +75,7 @@ TEST(AdapterForward, InitAdaptersWritesPeftsZeroStartThatLeavesTheLogitsBitIdent
   const auto random = run_shell_command(kBinary + " init-adapters --model " + shell_quote(model) + " --out " +
                                         shell_quote(work / "random") + " --b-deviation 0.05");
   ASSERT_EQ(random.exit_code, 0) << random.output;
-  EXPECT_GT(relative_difference(forward(0, model, work / "random", work / "random.npy"), base), 1e-3);
+  EXPECT_GT(max_relative_difference(forward(0, model, work / "random", work / "random.npy"), base), 1e-3);
   // A bad directory is refused naming it.
   const auto bad = run_shell_command(kBinary + " forward --model " + shell_quote(model) + " --tokens " +
                                      shell_quote(model / "tokens.npy") + " --out " + shell_quote(work / "x.npy") +

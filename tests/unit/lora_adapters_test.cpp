@@ -19,6 +19,7 @@
 #include "src/model/moe_transformer.hpp"
 #include "src/model/safetensors_file.hpp"
 #include "src/model/safetensors_writer.hpp"
+#include "tests/support/relative_difference.hpp"
 #include "tests/support/scratch_directory_test.hpp"
 
 namespace temoe {
@@ -48,14 +49,7 @@ struct Adapted {
   }
 };
 
-double relative_error(const std::vector<float>& ours, const Tensor& reference) {
-  double worst = 0, scale = 0;
-  for (int64_t i = 0; i < reference.numel(); ++i) {
-    worst = std::max(worst, std::fabs(double(ours[static_cast<size_t>(i)]) - reference.data()[i]));
-    scale = std::max(scale, std::fabs(double(reference.data()[i])));
-  }
-  return worst / scale;
-}
+using testing::max_relative_difference;
 
 struct LoraFixture {
   const char* name;
@@ -72,11 +66,11 @@ TEST_P(LoraReference, AdaptersWrittenByThePyTorchReferenceGiveItsLogits) {
   const Tensor expected = read_float_npy(kFixtures / "lora" / fixture.name / "logits.npy");
   const std::vector<float> ours = adapted.logits();
   ASSERT_EQ(static_cast<int64_t>(ours.size()), expected.numel());
-  const double error = relative_error(ours, expected);
+  const double error = max_relative_difference(ours, expected);
   RecordProperty("relative_error", std::to_string(error));
   EXPECT_LT(error, 1e-4) << fixture.name;
   // Not the base model's logits: the adapters were applied (the fixtures move them by > 0.1%).
-  EXPECT_GT(relative_error(base, expected), 1e-3) << fixture.name;
+  EXPECT_GT(max_relative_difference(base, expected), 1e-3) << fixture.name;
   // Switched off, the model is the base model again, bit for bit.
   adapted.model->set_adapters_enabled(false);
   EXPECT_EQ(adapted.logits(), base);
